@@ -232,6 +232,37 @@ def check_fates(fates: tuple[Fate, ...] = FATES) -> None:
         )
 
 
+def groups_of(field: str) -> dict[SeanGroup, list[str]]:
+    """Sean's groups for a field of today's structure.
+
+    Today's field may hold what several 2021 fields held (``root_role`` took
+    over ``mmu_role`` and the three redundant fields); the answer lists, per
+    group, the 2021 fields that became ``field``.
+
+    Raises
+    ------
+    ValueError
+        If no 2021 field became ``field``.
+    """
+    group = dict(SEAN_FIELDS)
+    out: dict[SeanGroup, list[str]] = {}
+    for f in FATES:
+        if field in f.now:
+            out.setdefault(group[f.field], []).append(f.field)
+    if not out:
+        raise ValueError(f"no 2021 field of struct kvm_mmu became {field!r}")
+    return out
+
+
+def sean_summary(field: str) -> str:
+    """Sean's groups for today's ``field``, with the 2021 names, as one line."""
+    parts = []
+    for g, olds in groups_of(field).items():
+        names = ", ".join(olds)
+        parts.append(g.name.lower().replace("_", " ") + ("" if names == field else f" (as {names})"))
+    return "; ".join(parts)
+
+
 def sean_table() -> str:
     """Sean's fields with their group and fate, as a Markdown table."""
     fate = {f.field: f for f in FATES}

@@ -49,3 +49,14 @@ def test_tables_have_one_row_per_item():
     assert thread.sean_table().count("\n") == 24 + 1
     assert thread.thread_table().count("\n") == len(thread.THREAD) + 1
     assert len({m.msg_id for m in thread.THREAD}) == len(thread.THREAD) == 5
+
+
+def test_groups_of_todays_fields_by_hand():
+    G = thread.SeanGroup
+    assert thread.groups_of("root") == {G.GUEST_CONTEXT: ["root_pgd"], G.NEVER_PER_VM: ["root_hpa"]}
+    assert thread.groups_of("root_role") == {
+        G.GUEST_CONTEXT: ["mmu_role"], G.REDUNDANT: ["ept_ad", "direct_map", "shadow_root_level"]}
+    assert thread.sean_summary("sync_spte") == "guest context (as sync_page, invlpg)"
+    assert thread.sean_summary("pdptrs") == "guest context"
+    with pytest.raises(ValueError, match="'mirror_root_hpa'"):
+        thread.groups_of("mirror_root_hpa")
