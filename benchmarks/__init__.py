@@ -1,0 +1,1 @@
+"""Benchmarks for refimpl (run as modules: python -m benchmarks.<name>)."""
