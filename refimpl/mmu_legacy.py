@@ -904,29 +904,51 @@ CONFIGURATIONS: dict[str, str] = {
 """Key and one-line description of each named configuration."""
 
 
+def run_configurations(create, set_regs, vmx_vmentry, svm_vmrun, vmx_vmexit) -> dict:
+    """Build every configuration of :data:`CONFIGURATIONS` with a layout's transitions.
+
+    Both layouts (this module and :mod:`refimpl.mmu_split`) go through the
+    same steps, so that their configurations can be compared key by key: a
+    fresh vCPU from ``create(host)``, L1's registers :data:`L1_REGS`, then
+    entry into L2 with :data:`L2_REGS` (and, for ``after_exit``, the exit).
+
+    Parameters
+    ----------
+    create : callable
+        ``create(host)`` returns a fresh vCPU of the layout.
+    set_regs, vmx_vmentry, svm_vmrun, vmx_vmexit : callable
+        The layout's transitions, with the signatures of this module's
+        :func:`set_regs`, :func:`nested_vmx_vmentry`, :func:`nested_svm_vmrun`
+        and :func:`nested_vmx_vmexit`.
+    """
+    out = {}
+    for key in CONFIGURATIONS:
+        vendor = "svm" if key.startswith("svm") else "vmx"
+        vcpu = create(Host(tdp_enabled=key != "shadow", vendor=vendor))
+        set_regs(vcpu, L1_REGS)
+        if key in ("vmx_ept", "after_exit"):
+            vmx_vmentry(vcpu, L2_REGS, ept=True, eptp=EPTP12)
+        elif key == "vmx_noept":
+            vmx_vmentry(vcpu, L2_REGS, ept=False)
+        elif key == "svm_npt":
+            svm_vmrun(vcpu, L2_REGS, npt=True, ncr3=NCR3)
+        elif key == "svm_nonpt":
+            svm_vmrun(vcpu, L2_REGS, npt=False)
+        if key == "after_exit":
+            vmx_vmexit(vcpu)
+        out[key] = vcpu
+    return out
+
+
 def configurations() -> dict[str, KvmVcpuArch]:
     """Each configuration of :data:`CONFIGURATIONS`, built by running the transitions.
 
     Every vCPU starts from :func:`kvm_mmu_create`, loads :data:`L1_REGS`
-    and then enters (and for ``after_exit`` leaves) L2 with :data:`L2_REGS`.
+    and then enters (and for ``after_exit`` leaves) L2 with :data:`L2_REGS`
+    (see :func:`run_configurations`).
     """
-    out: dict[str, KvmVcpuArch] = {}
-    for key in CONFIGURATIONS:
-        vendor = "svm" if key.startswith("svm") else "vmx"
-        vcpu = kvm_mmu_create(Host(tdp_enabled=key != "shadow", vendor=vendor))
-        set_regs(vcpu, L1_REGS)
-        if key in ("vmx_ept", "after_exit"):
-            nested_vmx_vmentry(vcpu, L2_REGS, ept=True, eptp=EPTP12)
-        elif key == "vmx_noept":
-            nested_vmx_vmentry(vcpu, L2_REGS, ept=False)
-        elif key == "svm_npt":
-            nested_svm_vmrun(vcpu, L2_REGS, npt=True, ncr3=NCR3)
-        elif key == "svm_nonpt":
-            nested_svm_vmrun(vcpu, L2_REGS, npt=False)
-        if key == "after_exit":
-            nested_vmx_vmexit(vcpu)
-        out[key] = vcpu
-    return out
+    return run_configurations(kvm_mmu_create, set_regs, nested_vmx_vmentry,
+                              nested_svm_vmrun, nested_vmx_vmexit)
 
 
 def pointer_table(vcpu: KvmVcpuArch) -> dict[str, object]:

@@ -49,9 +49,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from refimpl.mmu_legacy import (
-    CONFIGURATIONS, EPTP12, INVALID_ROOT, L1_REGS, L2_REGS, NCR3,
+    INVALID_ROOT,
     Derived, GuestRegs, Host, RootInfo, _prev_roots, _walker,
-    ept_shadow_zero_check, shadow_zero_check_x86, tdp_shadow_zero_check,
+    ept_shadow_zero_check, run_configurations, shadow_zero_check_x86, tdp_shadow_zero_check,
 )
 from refimpl.mmu_legacy import KvmMmu as LegacyKvmMmu
 from refimpl.mmu_legacy import KvmVcpuArch as LegacyKvmVcpuArch
@@ -625,26 +625,11 @@ def nested_svm_vmexit(vcpu: KvmVcpuArch) -> None:
 def configurations() -> dict[str, KvmVcpuArch]:
     """The configurations of :data:`refimpl.mmu_legacy.CONFIGURATIONS`, split layout.
 
-    Built by the same steps as :func:`refimpl.mmu_legacy.configurations`,
-    each vCPU in its own VM.
+    Built by the same steps as :func:`refimpl.mmu_legacy.configurations`
+    (:func:`refimpl.mmu_legacy.run_configurations`), each vCPU in its own VM.
     """
-    out: dict[str, KvmVcpuArch] = {}
-    for key in CONFIGURATIONS:
-        vendor = "svm" if key.startswith("svm") else "vmx"
-        vcpu = kvm_mmu_create(kvm_arch_init_vm(Host(tdp_enabled=key != "shadow", vendor=vendor)))
-        set_regs(vcpu, L1_REGS)
-        if key in ("vmx_ept", "after_exit"):
-            nested_vmx_vmentry(vcpu, L2_REGS, ept=True, eptp=EPTP12)
-        elif key == "vmx_noept":
-            nested_vmx_vmentry(vcpu, L2_REGS, ept=False)
-        elif key == "svm_npt":
-            nested_svm_vmrun(vcpu, L2_REGS, npt=True, ncr3=NCR3)
-        elif key == "svm_nonpt":
-            nested_svm_vmrun(vcpu, L2_REGS, npt=False)
-        if key == "after_exit":
-            nested_vmx_vmexit(vcpu)
-        out[key] = vcpu
-    return out
+    return run_configurations(lambda host: kvm_mmu_create(kvm_arch_init_vm(host)), set_regs,
+                              nested_vmx_vmentry, nested_svm_vmrun, nested_vmx_vmexit)
 
 
 # ---------------------------------------------------------------------------
