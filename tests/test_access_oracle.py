@@ -282,9 +282,11 @@ def _run_sample(depth, maxphyaddr, smep, seed, n=SAMPLES):
         if m is not None:
             bad.append(m)
     dt = time.perf_counter() - t
-    print(f"\n{depth}-level, MAXPHYADDR={maxphyaddr}, smep={'ext' if smep else 'access.c'}: "
-          f"{n} legal combos checked in {dt:.1f} s ({n / dt:.0f}/s), {len(bad)} mismatches")
-    return bad
+    line = (f"access.c oracle, {depth}-level, MAXPHYADDR={maxphyaddr}, "
+            f"smep={'ext' if smep else 'access.c'}: {n} legal combos checked, "
+            f"{len(bad)} mismatches ({dt:.1f} s)")
+    print("\n" + line)
+    return bad, line
 
 
 @pytest.mark.parametrize("depth,maxphyaddr,smep,seed", [
@@ -292,8 +294,9 @@ def _run_sample(depth, maxphyaddr, smep, seed, n=SAMPLES):
     (5, 40, False, 5040),
     (4, 40, True, 4140),    # extension: CR4.SMEP combos, user ones included
 ])
-def test_random_sample_matches_walker(depth, maxphyaddr, smep, seed):
-    bad = _run_sample(depth, maxphyaddr, smep, seed)
+def test_random_sample_matches_walker(depth, maxphyaddr, smep, seed, request):
+    bad, line = _run_sample(depth, maxphyaddr, smep, seed)
+    request.node.user_properties.append(("differential_summary", line))
     assert not bad, f"{len(bad)} mismatches, first ones:\n" + "\n".join(bad[:20])
 
 
