@@ -82,6 +82,7 @@ __all__ = [
     "mmu_is_nested",
     "kvm_translate_gpa",
     "emulated_fault_target",
+    "run_configurations",
     "nested_ept_init_mmu_context",
     "nested_ept_uninit_mmu_context",
     "nested_svm_init_mmu_context",
