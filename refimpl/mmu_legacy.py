@@ -40,7 +40,7 @@ Modelling choices
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Optional
 
 from refimpl.roles import (
@@ -83,6 +83,8 @@ __all__ = [
     "kvm_translate_gpa",
     "emulated_fault_target",
     "run_configurations",
+    "CR0_ROLE_BITS",
+    "kvm_set_cr0",
     "nested_ept_init_mmu_context",
     "nested_ept_uninit_mmu_context",
     "nested_svm_init_mmu_context",
@@ -216,6 +218,8 @@ class GuestRegs:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 64:
                 raise ValueError(f"GuestRegs.{name} must be a 64-bit int, got {v!r}")
+        if self.cr0 & CR0_PG and not self.cr0 & 1:
+            raise ValueError("GuestRegs.cr0: CR0.PG=1 needs CR0.PE=1")
         calc_cpu_role(self.cr0, self.cr4, self.efer, smm=self.smm)  # validates
 
 
@@ -352,6 +356,9 @@ class KvmVcpuArch:
         Model only: L1's registers saved in vmcs12/vmcb01 while L2 runs.
     nested_pgd : int or None
         Model only: EPTP12 or nCR3 while L2 runs with nested TDP.
+    resets : int
+        Model only: how many times ``kvm_mmu_reset_context`` ran (each one
+        unloads every root).
 
     KVM
     ---
@@ -368,6 +375,7 @@ class KvmVcpuArch:
     guest_mode: bool = False
     l1_regs: Optional[GuestRegs] = None
     nested_pgd: Optional[int] = None
+    resets: int = 0
 
     def name_of(self, mmu: Optional[KvmMmu]) -> str:
         """Which embedded structure ``mmu`` is (``"root_mmu"``...)."""
@@ -714,8 +722,49 @@ def kvm_mmu_unload(vcpu: KvmVcpuArch) -> None:
 
 def kvm_mmu_reset_context(vcpu: KvmVcpuArch) -> None:
     """Unload and re-init (``kvm_mmu_reset_context``, ``mmu.c``)."""
+    vcpu.resets += 1
     kvm_mmu_unload(vcpu)
     kvm_init_mmu(vcpu)
+
+
+#: CR0 bits that are inputs of the MMU roles (``KVM_MMU_CR0_ROLE_BITS``).
+CR0_ROLE_BITS = CR0_PG | CR0_WP
+
+
+def kvm_set_cr0(vcpu: KvmVcpuArch, cr0: int) -> None:
+    """A guest write to CR0, and what it costs the MMU (the 2023 rule).
+
+    When CR0.WP is the only bit that changed, paging is on and TDP is in use,
+    the roots cannot depend on WP (a TDP root role has ``cr0_wp=1`` whatever
+    the guest does), so KVM only recomputes the guest-walk metadata
+    (``kvm_init_mmu``): the permission bitmap and PKRU mask now follow the new
+    WP, and every root stays loaded. With shadow paging WP is part of the
+    shadow pages' role, so the context is reset. Any change of a role bit
+    other than WP resets it too; a change of no role bit changes nothing.
+
+    Raises
+    ------
+    ValueError
+        If ``cr0`` with the current CR4/EFER is not a state a CPU can be in.
+
+    KVM
+    ---
+    ``kvm_post_set_cr0`` in ``arch/x86/kvm/x86.c`` (commit 01b31714bd90,
+    2023: "Do not unload MMU roots when only toggling CR0.WP with TDP
+    enabled").
+    """
+    old = vcpu.regs.cr0
+    vcpu.regs = replace(vcpu.regs, cr0=cr0)  # validates the new state
+    changed = old ^ cr0
+    if changed == CR0_WP:
+        if not cr0 & CR0_PG:
+            return
+        if vcpu.host.tdp_enabled:
+            kvm_init_mmu(vcpu)
+            return
+    if changed & CR0_ROLE_BITS:
+        kvm_mmu_reset_context(vcpu)
+        kvm_mmu_load(vcpu)
 
 
 def set_regs(vcpu: KvmVcpuArch, regs: GuestRegs) -> None:
