@@ -61,6 +61,8 @@ __all__ = [
     "KvmMmu",
     "KvmVcpuArch",
     "MMU_STRUCTS",
+    "VCPU_MEMBERS",
+    "members_markdown",
     "CALLBACKS",
     "PURPOSE",
     "fields_by_purpose",
@@ -324,6 +326,13 @@ PURPOSE: dict[str, str] = {
 """Purpose group of every field of :class:`KvmMmu`."""
 
 
+def members_markdown() -> str:
+    """:data:`VCPU_MEMBERS` as a Markdown table."""
+    rows = ["| member | kind | job |", "|---|---|---|"]
+    rows += [f"| `{n}` | {k} | {j} |" for n, k, j in VCPU_MEMBERS]
+    return "\n".join(rows)
+
+
 def fields_by_purpose() -> dict[str, list[str]]:
     """:data:`PURPOSE` inverted: group -> field names in struct order."""
     out: dict[str, list[str]] = {}
@@ -334,6 +343,15 @@ def fields_by_purpose() -> dict[str, list[str]]:
 
 MMU_STRUCTS = ("root_mmu", "guest_mmu", "nested_mmu")
 """The ``struct kvm_mmu`` instances embedded in ``struct kvm_vcpu_arch``."""
+
+VCPU_MEMBERS: tuple[tuple[str, str, str], ...] = (
+    ("root_mmu", "structure", "L1's MMU; also L2's MMU when L1 does not use EPT/NPT"),
+    ("guest_mmu", "structure", "shadows L1's EPT/NPT tables while L2 runs"),
+    ("nested_mmu", "structure", "walks L2's own page tables; never handles a fault"),
+    ("mmu", "pointer", "the context that handles page faults"),
+    ("walk_mmu", "pointer", "the context used for gva->gpa walks (emulation)"),
+)
+"""The MMU members of ``struct kvm_vcpu_arch``: (name, structure or pointer, job)."""
 
 
 @dataclass(eq=False)

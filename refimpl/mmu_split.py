@@ -62,6 +62,8 @@ from refimpl.roles import (
 )
 
 __all__ = [
+    "SKETCH_STRUCTS",
+    "structs_markdown",
     "KvmMmuKind",
     "KvmMmu",
     "KvmPagingContext",
@@ -272,6 +274,26 @@ STRUCT_CLASSES = {
     "kvm_paging_context": KvmPagingContext,
 }
 """The three structs of the sketch, by C name."""
+
+SKETCH_STRUCTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("kvm_mmu_kind", "what is needed to operate on KVM's page tables",
+     ("kvm_arch.direct_mmu", "kvm_vcpu_arch.shadow_mmu")),
+    ("kvm_mmu", "what is needed while the vCPU runs, including the role",
+     ("kvm_vcpu_arch.root_mmu", "kvm_vcpu_arch.tdp12_mmu")),
+    ("kvm_paging_context", "what emulation needs to walk guest tables",
+     ("kvm_vcpu_arch.root_walk", "kvm_vcpu_arch.walk01", "kvm_vcpu_arch.walk12")),
+)
+"""The sketch's structs: (C name, what it holds, its instances as ``owner.member``)."""
+
+
+def structs_markdown() -> str:
+    """:data:`SKETCH_STRUCTS` as a Markdown table (per VM / per vCPU instances)."""
+    rows = ["| struct | holds | per VM | per vCPU |", "|---|---|---|---|"]
+    for name, holds, where in SKETCH_STRUCTS:
+        vm = ", ".join(f"`kvm->arch.{w.split('.')[1]}`" for w in where if w.startswith("kvm_arch."))
+        vcpu = ", ".join(f"`{w.split('.')[1]}`" for w in where if w.startswith("kvm_vcpu_arch."))
+        rows.append(f"| `{name}` | {holds} | {vm or '-'} | {vcpu or '-'} |")
+    return "\n".join(rows)
 
 SKETCH_HOME: dict[str, tuple[str, str]] = {
     "get_guest_pgd": ("kvm_paging_context", "get_guest_pgd"),

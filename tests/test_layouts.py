@@ -296,3 +296,20 @@ def test_decision_d_shadow_zero_check_ignores_guest_registers():
     assert {c.get("nx") for c in checks} == {1}
     assert {c.get("level") for c in checks} == {3, 4}
     assert len({c.without("level") for c in checks}) == 1
+
+
+def test_member_and_struct_tables_name_real_members():
+    from refimpl import mmu_legacy as L, mmu_split as S
+    from dataclasses import fields
+    legacy_members = {f.name for f in fields(L.KvmVcpuArch)}
+    assert [n for n, _, _ in L.VCPU_MEMBERS] == ["root_mmu", "guest_mmu", "nested_mmu", "mmu", "walk_mmu"]
+    assert {n for n, _, _ in L.VCPU_MEMBERS} <= legacy_members
+    owners = {"kvm_arch": {f.name for f in fields(S.KvmArch)},
+              "kvm_vcpu_arch": {f.name for f in fields(S.KvmVcpuArch)}}
+    for struct, _, where in S.SKETCH_STRUCTS:
+        assert struct in S.STRUCT_CLASSES
+        for w in where:
+            owner, member = w.split(".")
+            assert member in owners[owner], w
+    md = S.structs_markdown()
+    assert "| `kvm_mmu_kind` |" in md and "`kvm->arch.direct_mmu`" in md and "`walk01`" in md
