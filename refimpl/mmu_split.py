@@ -172,11 +172,11 @@ class KvmMmu:
         spelled out in the mail; the 2026 series has it as ``kvm_mmu.w``.
     page_fault : str or None
         Fault handler.
-    root : RootInfo
+    root : refimpl.mmu_legacy.RootInfo
         Current root.
     root_role : PageRole
         Format of the tables KVM builds.
-    prev_roots : tuple of RootInfo
+    prev_roots : tuple of refimpl.mmu_legacy.RootInfo
         Cached earlier roots.
     pae_root, pml4_root, pml5_root : bool
         Special root pages allocated.
