@@ -1,0 +1,49 @@
+"""Interactive explorers for the book: models, HTML/SVG rendering, and widgets.
+
+Each explorer has a pure model (a frozen setup dataclass and a function that
+explains it) and a rendering to HTML, in modules that import nothing from
+Jupyter, so pytest checks them without a kernel or a browser:
+
+* :mod:`refimpl.viz.walk`: the page-walk explorer (``explain_walk``);
+* :mod:`refimpl.viz.bitmap`: the permission-bitmap explorer (``explain_lookup``);
+* :mod:`refimpl.viz.layouts`: the layout explorer (``explain_layout``), drawn
+  with :mod:`refimpl.viz.svg` (no Graphviz).
+
+The widgets themselves (``WalkExplorer``, ``BitmapExplorer``,
+``LayoutExplorer``) live in :mod:`refimpl.viz.widgets`, the only module of
+``refimpl`` that imports ipywidgets; it is imported on first use of those
+names, so ``import refimpl.viz`` works without ipywidgets installed.
+
+The nested (two-dimensional) walk explorer of the book's plan is not here
+yet: it needs the nested-paging model, which ``refimpl`` does not have.
+"""
+
+from __future__ import annotations
+
+from .bitmap import BitmapSetup, bitmap_html, explain_lookup
+from .layouts import LayoutSetup, explain_layout, layout_html
+from .walk import EntryBits, WalkSetup, explain_walk, walk_html
+
+_WIDGETS = ("WalkExplorer", "BitmapExplorer", "LayoutExplorer")
+
+__all__ = [
+    "EntryBits",
+    "WalkSetup",
+    "explain_walk",
+    "walk_html",
+    "BitmapSetup",
+    "explain_lookup",
+    "bitmap_html",
+    "LayoutSetup",
+    "explain_layout",
+    "layout_html",
+    *_WIDGETS,
+]
+
+
+def __getattr__(name: str):
+    if name in _WIDGETS:
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module 'refimpl.viz' has no attribute {name!r}")
