@@ -151,7 +151,7 @@ class WalkSetup:
     Parameters
     ----------
     mode : str
-        A key of :data:`MODES`.
+        A key of :data:`refimpl.viz.walk.MODES`.
     cr0_wp, cr4_pse, cr4_smep, cr4_smap, cr4_pke, efer_nxe, rflags_ac : bool
         The control bits.
     access : str
@@ -191,7 +191,7 @@ class WalkSetup:
 
     @property
     def paging_mode(self) -> PagingMode:
-        """The :class:`refimpl.cpu.PagingMode` of :attr:`mode`."""
+        """The :class:`refimpl.cpu.PagingMode` of ``mode``."""
         return MODES[self.mode]
 
     def entry(self, level: int) -> EntryBits:
@@ -422,7 +422,7 @@ _PAGE_SIZE = {1: "4 KiB", 2: "2 MiB", 3: "1 GiB"}
 
 
 def explain_walk(setup: WalkSetup) -> WalkReport:
-    """Run the walk :func:`build_memory` sets up, and explain it.
+    """Run the walk :func:`refimpl.viz.walk.build_memory` sets up, and explain it.
 
     Returns
     -------
