@@ -103,7 +103,7 @@ def _check_gvas(gvas: object, cpu: CpuState) -> np.ndarray:
         raise ValueError(f"gvas must be 1-D, got shape {arr.shape}")
     if np.issubdtype(arr.dtype, np.signedinteger) and arr.size and arr.min() < 0:
         raise ValueError("gvas must not contain negative addresses")
-    arr = arr.astype(np.uint64)
+    arr = arr.astype(np.uint64, copy=False)  # only read
     if not cpu.lma and arr.size and int(arr.max()) >> 32:
         raise ValueError(
             "gvas: an address does not fit in 32 bits, and the CPU is not in long mode"
@@ -334,6 +334,31 @@ def translate_batch(
         raise TypeError(f"cpu must be a CpuState, got {type(cpu).__name__}")
     access = check_access(access)
     addrs = _check_gvas(gvas, cpu)
+    if cpu.mode.long_mode and _ctx_is_x86(cpu):
+        return _batch_long_mode(mem, cpu, addrs, access)
+    return _batch_generic(mem, cpu, addrs, access)
+
+
+def translate_batch_clear(
+    mem: GuestMemory, cpu: CpuState, gvas: np.ndarray, access: int = 0
+) -> BatchResult:
+    """:func:`translate_batch` without its long-mode fast path.
+
+    Same parameters, result and exceptions; ``tests/test_fast_paths.py``
+    checks that the two agree.
+    """
+    if not isinstance(mem, GuestMemory):
+        raise TypeError(f"mem must be a GuestMemory, got {type(mem).__name__}")
+    if not isinstance(cpu, CpuState):
+        raise TypeError(f"cpu must be a CpuState, got {type(cpu).__name__}")
+    access = check_access(access)
+    addrs = _check_gvas(gvas, cpu)
+    return _batch_generic(mem, cpu, addrs, access)
+
+
+def _batch_generic(
+    mem: GuestMemory, cpu: CpuState, addrs: np.ndarray, access: int
+) -> BatchResult:
     n = len(addrs)
 
     gpa = np.zeros(n, np.uint64)
@@ -403,3 +428,230 @@ def translate_batch(
         _apply_writes(view, chunk, upto)
         todo = todo[upto:]
     return BatchResult(gpa, fault, vector, error_code, level)
+
+
+# ---------------------------------------------------------------------------
+# The fast path: four- and five-level paging.
+# ---------------------------------------------------------------------------
+#
+# _walk_chunk above narrows the lanes at every level (flatnonzero, then
+# indexing every array by the survivors) and allocates per-level arrays of
+# the whole batch. For long mode, _batch_long_mode instead walks blocks of
+# _CHUNK lanes, small enough that a block's arrays stay in the CPU cache,
+# and never narrows: every lane does every level. A lane that stops (not
+# present, a reserved bit, a leaf, a table outside memory) has its level,
+# entry and rights recorded at that moment and is then ignored, while it
+# goes on walking whatever its entry points at (gathers clip to memory).
+# The verdicts (steps 4 to 7) are then taken once, on the recorded values.
+# A/D bits are ORed in only where one is missing.
+
+#: Lanes walked together by the long-mode fast path.
+_CHUNK = 8192
+_PFERR_P = int(PFERR.P)
+_PFERR_RSVD_P = int(PFERR.RSVD | PFERR.P)
+_PFERR_P_PK = int(PFERR.P | PFERR.PK)
+
+
+def _ctx_is_x86(cpu: CpuState) -> bool:
+    """Whether ``cpu``'s walk context has the 64-bit x86 entry format."""
+    return walk_context(cpu).fmt.name == "64"
+
+
+def _batch_long_mode(
+    mem: GuestMemory, cpu: CpuState, addrs: np.ndarray, access: int
+) -> BatchResult:
+    ctx = walk_context(cpu)
+    fmt = ctx.fmt
+    n = len(addrs)
+    words = np.frombuffer(mem.buffer, dtype="<u8", count=mem.size // 8)
+    gpa = np.zeros(n, np.uint64)
+    vector = np.zeros(n, np.uint8)
+    error_code = np.zeros(n, np.uint64)
+    level = np.zeros(n, np.uint8)
+    if n == 0 or len(words) == 0:
+        if n:  # no memory: every canonical address faults at the root
+            canonical = _canonical(addrs, cpu.linear_address_bits)
+            vector[:] = np.where(canonical, PF_VECTOR, GP_VECTOR)
+            level[:] = np.where(canonical, ctx.root_level, 0)
+            error_code[canonical] = _error_extra(ctx, access)
+        return BatchResult(gpa, vector != 0, vector, error_code, level)
+    k = _LongModeConstants(ctx, cpu, access)
+    # Per level: entry word indexes, entry values, rights so far (NX
+    # inverted); one row per level, reused by every chunk.
+    width = min(n, _CHUNK)
+    rows = (
+        np.empty((ctx.root_level, width), np.int64),
+        np.empty((ctx.root_level, width), np.uint64),
+        np.empty((ctx.root_level, width), np.uint64),
+    )
+    for start in range(0, n, _CHUNK):
+        end = min(start + _CHUNK, n)
+        _walk_long_chunk(
+            words, k, rows, addrs[start:end],
+            gpa[start:end], vector[start:end], error_code[start:end], level[start:end],
+        )
+    assert fmt.entry_bytes == 8
+    return BatchResult(gpa, vector != 0, vector, error_code, level)
+
+
+def _error_extra(ctx: WalkContext, access: int) -> int:
+    """The access bits every #PF error code gets: W, U, and F if KVM reports it."""
+    extra = access & int(PFERR.W | PFERR.U)
+    if access & PFERR.F and ctx.has_pferr_fetch:
+        extra |= int(PFERR.F)
+    return extra
+
+
+class _LongModeConstants:
+    """What every block of a long-mode batch shares (internal)."""
+
+    def __init__(self, ctx: WalkContext, cpu: CpuState, access: int) -> None:
+        fmt = ctx.fmt
+        self.root_level = ctx.root_level
+        self.levels = tuple(range(ctx.root_level, 0, -1))
+        self.root_index = root_table(cpu) >> 3
+        self.width = cpu.linear_address_bits
+        # Bits that stop the plain descent at each level: P clear, a reserved
+        # bit, or bit 7 above level 1 (index = level).
+        masks = ctx.rsvd.rsvd_bits_mask
+        self.stop = [0] + [
+            int(PTE64.P.bit) | masks[0][lv - 1] | (PTE64.PS.bit if lv > 1 else 0)
+            for lv in range(1, 6)
+        ]
+        # Reserved bits, indexed by bit 7 * 6 + level.
+        self.rsvd = np.array([0] + list(masks[0]) + [0] + list(masks[1]), np.uint64)
+        self.leaf_mask = np.array([fmt.leaf_addr_mask(max(lv, 1)) for lv in range(6)], np.uint64)
+        self.offset_mask = np.array([fmt.offset_mask(max(lv, 1)) for lv in range(6)], np.uint64)
+        self.base_addr_mask = fmt.base_addr_mask
+        self.nx = fmt.nx_mask
+        pfec = access & PFEC_INDEX_MASK
+        not_smap = cpu.ac and not access & PFERR.IMPLICIT
+        perm_byte = ctx.permissions[(pfec | (int(PFERR.RSVD) if not_smap else 0)) >> 1]
+        #: Whether the access faults on a page with rights acc, by acc.
+        self.denied = np.array([bool((perm_byte >> acc) & 1) for acc in range(8)])
+        self.pfec = pfec
+        self.pkru_mask = ctx.pkru_mask
+        self.pkru = cpu.pkru
+        self.extra = _error_extra(ctx, access)
+        self.write = bool(access & PFERR.W)
+        self.accessed = fmt.accessed_mask
+        self.dirty = fmt.dirty_mask
+
+
+def _walk_long_chunk(
+    words: np.ndarray,
+    k: _LongModeConstants,
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    addrs: np.ndarray,
+    gpa_out: np.ndarray,
+    vector_out: np.ndarray,
+    error_out: np.ndarray,
+    level_out: np.ndarray,
+) -> None:
+    m = len(addrs)
+    nwords = len(words)
+    signed = addrs.view(np.int64)  # arithmetic shifts keep the index bits
+    # Row r of each array is level levels[r] (columns past m are stale).
+    index_rows, value_rows, access_rows = rows
+    width = index_rows.shape[1]
+    walking = np.ones(m, bool)
+    depth = np.zeros(m, np.uint8)  # rows passed: the row where the lane stops
+    outside_any = None
+    table: np.ndarray | int = k.root_index  # the table, as a word index
+    for row, lv in enumerate(k.levels):
+        # Step 2: the entry; a table outside memory stops the lane here.
+        index = index_rows[row, :m]
+        np.right_shift(signed, 12 + 9 * (lv - 1), out=index)
+        index &= 511
+        index += table
+        if index.max() >= nwords:
+            outside = (index >= nwords) & walking
+            outside_any = outside if outside_any is None else outside_any | outside
+            walking &= ~outside
+        pte = words.take(index, mode="clip", out=value_rows[row, :m])
+        # Step 3: rights, NX inverted.
+        pte_access = np.bitwise_xor(pte, _U64(k.nx), out=access_rows[row, :m])
+        if row:
+            pte_access &= access_rows[row - 1, :m]
+        if lv == 1:
+            break
+        # Steps 4-5, deferred: a lane goes on only through an entry with P
+        # set, no reserved bit and bit 7 clear; depth counts its rows.
+        walking &= (pte & _U64(k.stop[lv])) == _U64(1)
+        np.add(depth, walking, out=depth, casting="unsafe")
+        table = ((pte & _U64(k.base_addr_mask)) >> _U64(3)).view(np.int64)
+
+    # Where each lane stopped: its level, entry, and rights.
+    flat = depth.astype(np.intp)
+    flat *= width
+    flat += np.arange(m)
+    stop_pte = value_rows.take(flat)
+    stop_access = access_rows.take(flat)
+    stop_level = np.subtract(k.root_level, depth, dtype=np.uint8)
+
+    # Step 4: not present (or outside memory), then reserved bits.
+    present = (stop_pte & _U64(1)) != 0
+    if outside_any is not None:
+        present &= ~outside_any
+    rsvd_index = ((stop_pte >> _U64(7)) & _U64(1)).astype(np.uint8)
+    rsvd_index *= 6
+    rsvd_index += stop_level
+    rsvd = (stop_pte & k.rsvd.take(rsvd_index)) != 0
+    rsvd &= present
+    leaf = present & ~rsvd
+    # Step 6: rights (ACC: W, U from the AND; EXEC where no NX), and keys.
+    acc = (stop_access & _U64(6)) | (stop_access >> _U64(63))
+    denied = k.denied.take(acc)
+    if k.pkru_mask:
+        pkey = (stop_pte >> _U64(PTE64.PKEY.lo)) & _U64(0xF)
+        pkru_bits = (_U64(k.pkru) >> (pkey * _U64(2))) & _U64(3)
+        offset = np.where((acc & _U64(4)) != 0, _U64(k.pfec | int(PFERR.RSVD)), _U64(k.pfec))
+        pk = (pkru_bits & (_U64(k.pkru_mask) >> offset)) != 0
+        denied = denied | pk
+    else:
+        pk = None
+    ok = leaf & ~denied
+    top = signed >> (k.width - 1)
+    canonical = (top == 0) | (top == -1)
+    all_canonical = bool(canonical.all())
+    if not all_canonical:
+        ok &= canonical
+    # Step 7: addresses.
+    gpa = stop_pte & k.leaf_mask.take(stop_level)
+    gpa |= addrs & k.offset_mask.take(stop_level)
+    gpa_out[:] = np.where(ok, gpa, _U64(0))
+    # The outcome: #PF with its error code, or #GP for a non-canonical address.
+    err = np.where(ok, _U64(0), _U64(k.extra))
+    if rsvd.any():
+        err[rsvd] |= _U64(_PFERR_RSVD_P)
+    perm = leaf & denied
+    if perm.any():
+        err[perm] |= _U64(_PFERR_P) if pk is None else np.where(
+            pk[perm], _U64(_PFERR_P_PK), _U64(_PFERR_P)
+        )
+    error_out[:] = err
+    vector_out[:] = np.where(ok, np.uint8(0), np.uint8(PF_VECTOR))
+    level_out[:] = stop_level
+    if not all_canonical:
+        vector_out[~canonical] = GP_VECTOR
+        error_out[~canonical] = 0
+        level_out[~canonical] = 0
+        gpa_out[~canonical] = 0
+
+    # Step 8: OR A into every entry of a successful walk, and D into its
+    # leaf on a write, where a bit is missing (OR is order-free). The A bit
+    # of stop_access is the AND of the A bits of the lane's entries.
+    missing = (stop_access & _U64(k.accessed)) == 0
+    if k.write:
+        missing |= (stop_pte & _U64(k.dirty)) == 0
+    missing &= ok
+    if not missing.any():
+        return
+    lanes = np.flatnonzero(missing)
+    last_row = depth[lanes]
+    for row in range(len(k.levels)):
+        sel = last_row >= row
+        bits = np.full(int(sel.sum()), _U64(k.accessed), np.uint64)
+        if k.write:
+            bits[last_row[sel] == row] |= _U64(k.dirty)
+        np.bitwise_or.at(words, index_rows[row, lanes[sel]], bits)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import operator
 import struct
+import sys
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -59,7 +60,7 @@ class GuestMemory:
     ``include/linux/kvm_host.h``) with a single slot at GPA 0.
     """
 
-    __slots__ = ("_buf", "_size")
+    __slots__ = ("_buf", "_size", "_words")
 
     def __init__(self, size: int) -> None:
         size = check_int("size", size)
@@ -67,6 +68,7 @@ class GuestMemory:
             raise ValueError(f"size must be >= 0, got {size}")
         self._buf = bytearray(size)
         self._size = size
+        self._words = None
 
     @property
     def size(self) -> int:
@@ -145,6 +147,16 @@ class GuestMemory:
         other._size = self._size
         return other
 
+    def __getstate__(self) -> tuple[None, dict[str, object]]:
+        # Pickle and deepcopy the bytes, not the cached word view.
+        return None, {"_buf": self._buf, "_size": self._size}
+
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        slots = state[1]
+        self._buf = slots["_buf"]
+        self._size = slots["_size"]
+        self._words = None
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GuestMemory):
             return NotImplemented
@@ -157,6 +169,18 @@ class GuestMemory:
         if nbytes == 8:
             return _U64.unpack_from(self._buf, gpa)[0]
         return _U32.unpack_from(self._buf, gpa)[0]
+
+    def _word_view(self) -> memoryview | None:
+        """Memory as little-endian 64-bit words, ``view[gpa >> 3]`` (for the
+        fast walker), created once; None on a big-endian host.
+
+        The view is an export of the buffer, which therefore cannot be
+        resized while the memory lives (it never is).
+        """
+        if self._words is None and sys.byteorder == "little":
+            usable = self._size - self._size % 8
+            self._words = memoryview(self._buf)[:usable].cast("Q")
+        return self._words
 
     def _store(self, gpa: int, nbytes: int, value: int) -> None:
         if nbytes == 8:

@@ -59,10 +59,14 @@ from .memory import GuestMemory, check_int
 from .permissions import permission_fault, update_permission_bitmask, update_pkru_bitmask
 from .rsvd import RsvdBitsValidate, pdpte_rsvd_mask, reset_rsvds_bits_mask
 
-#: Access bits (positions of the page-fault error code).
+#: A write (error-code bit 1, ``PFERR_WRITE_MASK``).
 ACCESS_WRITE = int(PFERR.W)
+#: A user-mode access, CPL 3 (error-code bit 2, ``PFERR_USER_MASK``).
 ACCESS_USER = int(PFERR.U)
+#: An instruction fetch (error-code bit 4, ``PFERR_FETCH_MASK``).
 ACCESS_FETCH = int(PFERR.F)
+#: An implicit supervisor access, which RFLAGS.AC cannot exempt from SMAP
+#: (KVM's synthetic bit 48, ``PFERR_IMPLICIT_ACCESS``).
 ACCESS_IMPLICIT = int(PFERR.IMPLICIT)
 ACCESS_MASK = ACCESS_WRITE | ACCESS_USER | ACCESS_FETCH | ACCESS_IMPLICIT
 
@@ -557,6 +561,33 @@ def translate(
     made by KVM's emulator before it walks; PAE PDPTEs are checked when CR3
     is loaded (#GP), which this model does at the start of each translation.
     """
+    # Four- and five-level paging take a fast path with the same answers
+    # (see "The fast path" below); everything else, and any argument that
+    # needs checking or converting, goes through translate_clear.
+    if type(cpu) is CpuState and type(gva) is int and type(access) is int:
+        try:
+            walk = cpu._fast_walk  # type: ignore[attr-defined]
+        except AttributeError:
+            walk = _fast_walk(cpu)
+        if (
+            walk is not None
+            and type(mem) is GuestMemory
+            and 0 <= gva < _GVA_LIMIT
+            and access in _ACCESSES
+        ):
+            return walk(mem, gva, access)
+    return translate_clear(mem, cpu, gva, access)
+
+
+def translate_clear(
+    mem: GuestMemory, cpu: CpuState, gva: int, access: int = 0
+) -> TranslateResult:
+    """:func:`translate` without its fast path: the definition it must match.
+
+    Same parameters, result and exceptions as :func:`translate`, which
+    forwards here for every mode without a fast path.
+    ``tests/test_fast_paths.py`` checks that the two agree.
+    """
     if not isinstance(mem, GuestMemory):
         raise TypeError(f"mem must be a GuestMemory, got {type(mem).__name__}")
     if not isinstance(cpu, CpuState):
@@ -600,3 +631,222 @@ def _result_from_walk(walk: Walk, access: int, ctx: WalkContext) -> TranslateRes
         level=walk.level,
     )
     return TranslateResult(None, fault, walk.level, walk.trace, walk.acc)
+
+
+# ---------------------------------------------------------------------------
+# The fast path of translate: four- and five-level paging.
+# ---------------------------------------------------------------------------
+#
+# walk_addr_generic above is the definition: one loop for every format, the
+# checks spelled out. Most of its time goes on generality (looking up the
+# format's masks, the loop itself, building a Walk and then a
+# TranslateResult, the keyword call to permission_fault), not on the walk.
+# For long mode, _fast_walk builds, once per CpuState, a closure with every
+# constant bound (root, reserved-bit masks, the permission byte of each
+# access) whose walk is written out level by level, as the C of
+# paging_tmpl.h would be after unrolling. Per level it reads the entry
+# (step 2) and makes one test that sends every entry that is not a plain
+# present table entry (not present, reserved bit, bit 7) to stopped(), which
+# finishes steps 3 to 8 as walk_addr_generic does. A plain 4 KiB leaf that
+# the access may use is finished inline. A table outside memory (IndexError
+# from the word view) is rare enough to hand to translate_clear: nothing has
+# been written yet.
+
+_GVA_LIMIT = 1 << 64
+_ALL_ONES = (1 << 64) - 1
+_NX = PTE64.XD.bit
+_P = PTE64.P.bit
+_A = PTE64.A.bit
+_D = PTE64.D.bit
+_INDEX_BITS = 511 << 3  # a 9-bit index, already multiplied by the entry size
+_PFEC_INDEX = int(PFERR.W | PFERR.U | PFERR.F)
+_NOT_SMAP = int(PFERR.RSVD)
+_PERM_FAULT = int(PFERR.P)
+#: Every valid access: the subsets of W, U, F and IMPLICIT.
+_ACCESSES = frozenset(
+    w | u | f | i
+    for w in (0, ACCESS_WRITE)
+    for u in (0, ACCESS_USER)
+    for f in (0, ACCESS_FETCH)
+    for i in (0, ACCESS_IMPLICIT)
+)
+
+_new = object.__new__
+
+
+def _result(gpa, fault, level, trace, access_rights) -> TranslateResult:
+    """``TranslateResult(gpa, fault, level, trace, access_rights)``, built
+    without the frozen dataclass's ``__init__`` (which costs as much as a
+    four-level walk): the same fields in the instance dictionary."""
+    result = _new(TranslateResult)
+    result.__dict__.update(
+        gpa=gpa, fault=fault, level=level, trace=trace, access_rights=access_rights
+    )
+    return result
+
+
+def _fast_walk(cpu: CpuState):
+    """The fast walker for ``cpu``, or None; remembered on ``cpu``.
+
+    ``walk(mem, gva, access)`` returns what ``translate_clear`` returns, for
+    a ``gva`` in ``[0, 2**64)`` and a valid ``access``.
+    """
+    walk = _make_fast_walk(cpu) if cpu.mode.long_mode and _LITTLE_ENDIAN else None
+    object.__setattr__(cpu, "_fast_walk", walk)
+    return walk
+
+
+_LITTLE_ENDIAN = GuestMemory(8)._word_view() is not None
+
+
+def _make_fast_walk(cpu: CpuState):
+    ctx = walk_context(cpu)
+    fmt = ctx.fmt
+    assert fmt is PTTYPE64 and ctx.have_ad and not ctx.rsvd.bad_mt_xwr
+    root = root_table(cpu)
+    five_level = ctx.root_level == 5
+    addr = fmt.base_addr_mask
+    # Reserved bits by [bit 7][level], and the bits that stop the plain
+    # descent at each level: P clear, a reserved bit, or bit 7 above level 1.
+    rsvd = ((0,) + ctx.rsvd.rsvd_bits_mask[0], (0,) + ctx.rsvd.rsvd_bits_mask[1])
+    stop5, stop4, stop3, stop2, stop1 = (
+        _P | rsvd[0][lv] | (_PS if lv > 1 else 0) for lv in (5, 4, 3, 2, 1)
+    )
+    leaf_mask = ctx._leaf_mask  # type: ignore[attr-defined]
+    offset_mask = ctx._offset_mask  # type: ignore[attr-defined]
+    # Step 6: the permission byte of each access (RFLAGS.AC folded in as
+    # permission_fault does), and the protection-key inputs.
+    rflags_ac = cpu.ac
+    pkru = cpu.pkru
+    pkru_mask = ctx.pkru_mask
+    permissions = ctx.permissions
+    perm_byte = {}
+    for access in _ACCESSES:
+        pfec = access & _PFEC_INDEX
+        if rflags_ac and not access & ACCESS_IMPLICIT:
+            pfec |= _NOT_SMAP
+        perm_byte[access] = permissions[pfec >> 1]
+    has_pferr_fetch = ctx.has_pferr_fetch
+    # The canonical range: below half_low, or at or above half_high.
+    half_low = 1 << (cpu.linear_address_bits - 1)
+    half_high = _GVA_LIMIT - half_low
+
+    faults: dict[tuple, Fault] = {}  # the same few faults recur; they are values
+
+    def page_fault(reason, access, level, trace, acc=0, errcode=0):
+        key = (reason, access, level, errcode)
+        fault = faults.get(key)
+        if fault is None:
+            fault = faults[key] = fault_for(
+                reason, access, has_pferr_fetch=has_pferr_fetch, perm_errcode=errcode,
+                level=level,
+            )
+        return _result(None, fault, level, trace, acc)
+
+    def stopped(mem, gva, access, level, pte, pte_access, trace):
+        """Steps 4 to 8 for an entry that stopped the plain descent."""
+        # Step 4: present, then reserved bits.
+        if not pte & _P:
+            return page_fault(WalkError.NOT_PRESENT, access, level, trace)
+        if pte & rsvd[(pte >> 7) & 1][level]:
+            return page_fault(WalkError.RSVD, access, level, trace, 0, _RSVD_FAULT)
+        # Step 5: what is left is a leaf (bit 7 above level 1, or level 1).
+        # Step 6: ACC is W and U as ANDed, EXEC where no entry had NX (bit
+        # 63 of pte_access, which holds NX inverted); P is 1 on every entry.
+        acc = (pte_access & 6) | (pte_access >> 63)
+        if pkru_mask:
+            errcode = permission_fault(
+                permissions, pkru_mask, pte_access=acc, pte_pkey=fmt.gpte_pkey(pte),
+                access=access, rflags_ac=rflags_ac, pkru=pkru,
+            )
+        else:
+            errcode = _PERM_FAULT if (perm_byte[access] >> acc) & 1 else 0
+        if errcode:
+            return page_fault(WalkError.PERMISSION, access, level, trace, acc, errcode)
+        # Step 7, and protect_clean_gpte.
+        gpa = (pte & leaf_mask[level]) | (gva & offset_mask[level])
+        write = access & _W
+        if not write and not pte & _D:
+            acc &= ~_ACC_WRITE
+        # Step 8: A/D, only when a bit is missing.
+        if not pte_access & _A or (write and not pte & _D):
+            update_accessed_dirty_bits(mem, fmt, list(trace), bool(write))
+        result = _new(TranslateResult)  # _result(gpa, None, level, trace, acc), inline
+        result.__dict__.update(gpa=gpa, fault=None, level=level, trace=trace, access_rights=acc)
+        return result
+
+    def walk(mem: GuestMemory, gva: int, access: int) -> TranslateResult:
+        if half_low <= gva < half_high:
+            fault = fault_for(WalkError.NON_CANONICAL, access, has_pferr_fetch=has_pferr_fetch)
+            return TranslateResult(None, fault, None)
+        words = mem._words or mem._word_view()
+        try:
+            # Each level: the entry's gpa (table + index * 8) and value, then
+            # one test for anything unusual. The rights (NX inverted, ANDed)
+            # are only computed where they are used.
+            if five_level:
+                e5 = root + ((gva >> 45) & _INDEX_BITS)
+                p5 = words[e5 >> 3]
+                top = ((5, e5, p5),)
+                if (p5 ^ _P) & stop5:
+                    return stopped(mem, gva, access, 5, p5, p5 ^ _NX, top)
+                table = p5 & addr
+            else:
+                table = root
+                p5 = _ALL_ONES ^ _NX  # p5 ^ _NX: all ones, for the rights below
+                top = ()
+            e4 = table + ((gva >> 36) & _INDEX_BITS)
+            p4 = words[e4 >> 3]
+            if (p4 ^ _P) & stop4:
+                rights = (p5 ^ _NX) & (p4 ^ _NX)
+                return stopped(mem, gva, access, 4, p4, rights, top + ((4, e4, p4),))
+            e3 = (p4 & addr) + ((gva >> 27) & _INDEX_BITS)
+            p3 = words[e3 >> 3]
+            if (p3 ^ _P) & stop3:
+                rights = (p5 ^ _NX) & (p4 ^ _NX) & (p3 ^ _NX)
+                trace = top + ((4, e4, p4), (3, e3, p3))
+                return stopped(mem, gva, access, 3, p3, rights, trace)
+            e2 = (p3 & addr) + ((gva >> 18) & _INDEX_BITS)
+            p2 = words[e2 >> 3]
+            if (p2 ^ _P) & stop2:
+                rights = (p5 ^ _NX) & (p4 ^ _NX) & (p3 ^ _NX) & (p2 ^ _NX)
+                trace = top + ((4, e4, p4), (3, e3, p3), (2, e2, p2))
+                return stopped(mem, gva, access, 2, p2, rights, trace)
+            e1 = (p2 & addr) + ((gva >> 9) & _INDEX_BITS)
+            p1 = words[e1 >> 3]
+        except IndexError:  # a table outside guest memory
+            return translate_clear(mem, cpu, gva, access)
+        trace = ((4, e4, p4), (3, e3, p3), (2, e2, p2), (1, e1, p1))
+        # Step 6 with the rights kept apart: W, U and A ANDed over the
+        # entries, NX ORed. ACC is W and U, and EXEC unless some NX was set.
+        both = p4 & p3 & p2 & p1
+        ored = p4 | p3 | p2 | p1
+        if five_level:
+            trace = top + trace
+            both &= p5
+            ored |= p5
+        acc = (both & 6) | (ored < _NX)  # EXEC (1) unless some entry has NX
+        # Anything but a present, reserved-bit-free 4 KiB leaf that the
+        # access may use without protection keys goes the general way, as
+        # does a write to a clean page (it sets D).
+        if (
+            (p1 ^ _P) & stop1
+            or pkru_mask
+            or (perm_byte[access] >> acc) & 1
+            or (access & _W and not p1 & _D)
+        ):
+            pte_access = (p5 ^ _NX) & (p4 ^ _NX) & (p3 ^ _NX) & (p2 ^ _NX) & (p1 ^ _NX)
+            return stopped(mem, gva, access, 1, p1, pte_access, trace)
+        # Step 7; protect_clean_gpte (a read of a clean page drops W).
+        gpa = (p1 & _PTE64_ADDR) | (gva & 0xFFF)
+        if not p1 & _D:
+            acc &= ~_ACC_WRITE
+        # Step 8: only A can be missing here.
+        if not both & _A:
+            update_accessed_dirty_bits(mem, fmt, list(trace), False)
+        # _result(gpa, None, 1, trace, acc), inline.
+        result = _new(TranslateResult)
+        result.__dict__.update(gpa=gpa, fault=None, level=1, trace=trace, access_rights=acc)
+        return result
+
+    return walk

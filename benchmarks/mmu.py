@@ -1,0 +1,149 @@
+"""How fast the model's MMUs build and tear down mappings, and how that scales.
+
+Three measurements, each at several guest sizes (64 MiB to 4 GiB in the full
+run, smaller with ``--quick``):
+
+* **TDP fault-in**: a VM with one memslot, the host backing it with 4 KiB
+  pages only (``host_max_level=1``), the guest touching every page once
+  (:meth:`refimpl.tdp_mmu.TdpMmu.guest_access`, which faults). Reported:
+  faults per second and SPTE operations (stores plus bulk reads) per second.
+* **TDP disable dirty logging**: Ben Gardon's scenario,
+  :func:`refimpl.tdp_mmu.measure_disable_dirty_logging`, with both recovery
+  strategies: the guest mapped with 2 MiB pages, dirty logging on (eager
+  split to 4 KiB), then off, then every 2 MiB page touched again.
+* **Shadow MMU fault-in**: a four-level guest page table mapping every page,
+  the guest touching each (:meth:`refimpl.shadow_mmu.ShadowMmu.access`):
+  faults per second, and pages mapped per second (each fault also
+  prefetches neighbouring entries).
+
+Times are CPU time of this process (``time.process_time``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from refimpl.cpu import CpuState, PagingMode
+from refimpl.formats import CR0, CR4, EFER
+from refimpl.memory import GuestMemory
+from refimpl.vm import HostMemory, Kvm
+
+MIB = 1 << 20
+CLOCK = time.process_time
+
+
+def _ops(stats) -> int:
+    return stats.spte_writes + stats.sptes_visited
+
+
+def tdp_fault_in(size: int) -> dict:
+    from refimpl.tdp_mmu import TdpMmu
+
+    npages = size >> 12
+    tables = npages // 512 + 64
+    # Room for the slot's aligned run above the page-table frames.
+    host = HostMemory(2 * npages + tables + 1024, backed_frames=tables, maxphyaddr=46)
+    kvm = Kvm(host)
+    mmu = TdpMmu(kvm, host_max_level=1)
+    vcpu = kvm.create_vcpu()
+    kvm.add_memslot(0, 0, npages)
+    before = mmu.stats.snapshot()
+    t = CLOCK()
+    for gfn in range(npages):
+        mmu.guest_access(vcpu, gfn << 12)
+    dt = CLOCK() - t
+    s = mmu.stats.since(before)
+    return {"size_mib": size // MIB, "seconds": dt, "faults": s.page_faults,
+            "spte_ops": _ops(s), "faults_per_s": s.page_faults / dt, "spte_ops_per_s": _ops(s) / dt}
+
+
+def tdp_disable_dirty_logging(size: int) -> dict:
+    """Gardon's scenario (as :func:`refimpl.tdp_mmu.measure_disable_dirty_logging`),
+    timing only what follows ``disable_dirty_logging``: the recovery and the
+    second round of touches."""
+    from refimpl.spte import ept_format
+    from refimpl.tdp_mmu import RecoveryStrategy, TdpMmu
+    from refimpl.mmu import tdp_kind
+
+    npages = size >> 12
+    out: dict = {"size_mib": size // MIB}
+    for strategy in RecoveryStrategy:
+        tables = npages // 512 + 64
+        host = HostMemory(2 * npages + tables + 1024, backed_frames=tables, maxphyaddr=46)
+        kvm = Kvm(host)
+        mmu = TdpMmu(kvm, tdp_kind(ept_format(phys_bits=46)), eager_split=True,
+                     recovery=strategy, host_max_level=2)
+        vcpu = kvm.create_vcpu()
+        kvm.add_memslot(0, 0, npages)
+        for gfn in range(0, npages, 512):
+            mmu.guest_access(vcpu, gfn << 12)
+        kvm.enable_dirty_logging(0)
+        before = mmu.stats.snapshot()
+        t = CLOCK()
+        kvm.disable_dirty_logging(0)
+        for gfn in range(0, npages, 512):
+            mmu.guest_access(vcpu, gfn << 12)
+        dt = CLOCK() - t
+        s = mmu.stats.since(before)
+        out[strategy.name] = {"seconds": dt, "spte_ops": _ops(s), "faults": s.page_faults,
+                              "tlb_flushes": s.tlb_flushes, "spte_ops_per_s": _ops(s) / dt}
+    return out
+
+
+def shadow_fault_in(size: int) -> dict:
+    from refimpl.shadow_mmu import GuestPageTables, ShadowMmu
+
+    npages = size >> 12
+    tables = npages // 512 + 8
+    guest = GuestMemory((tables + 8) << 12)  # the guest's page tables only
+    pt = GuestPageTables(guest, PagingMode.LEVEL4, first_gfn=1)
+    base = 0x7F00_0000_0000
+    for i in range(npages):
+        pt.map(base + (i << 12), (tables + 8 + i) << 12, leaf=0x67)
+    host = HostMemory(2 * npages + 2 * tables + 4096, backed_frames=2 * tables + 2048,
+                      maxphyaddr=46)
+    kvm = Kvm(host)
+    kvm.add_memslot(0, 0, tables + 8 + npages)
+    mmu = ShadowMmu(kvm, guest)
+    cpu = CpuState(cr0=CR0.PE.bit | CR0.PG.bit | CR0.WP.bit, cr3=pt.cr3, cr4=CR4.PAE.bit,
+                   efer=EFER.LME.bit | EFER.LMA.bit | EFER.NXE.bit)
+    vc = mmu.add_vcpu(cpu)
+    t = CLOCK()
+    exits = 0
+    for i in range(npages):
+        r = mmu.access(vc, base + (i << 12))
+        assert r.ok, r
+        exits += r.exits
+    dt = CLOCK() - t
+    return {"size_mib": size // MIB, "seconds": dt, "pages": npages, "faults": exits,
+            "faults_per_s": exits / dt, "pages_per_s": npages / dt,
+            "shadow_pages": mmu.stats["sp_created"]}
+
+
+def run(quick: bool) -> dict:
+    sizes = [16 * MIB, 64 * MIB] if quick else [64 * MIB, 256 * MIB, 1024 * MIB, 4096 * MIB]
+    shadow_sizes = [8 * MIB, 32 * MIB] if quick else [64 * MIB, 256 * MIB, 1024 * MIB]
+    out: dict = {"tdp_fault_in": [], "tdp_disable_dirty_logging": [], "shadow_fault_in": []}
+    for size in sizes:
+        out["tdp_fault_in"].append(tdp_fault_in(size))
+        out["tdp_disable_dirty_logging"].append(tdp_disable_dirty_logging(size))
+    for size in shadow_sizes:
+        out["shadow_fault_in"].append(shadow_fault_in(size))
+    rows = ["TDP MMU fault-in (4 KiB host pages):"]
+    for r in out["tdp_fault_in"]:
+        rows.append(f"  {r['size_mib']:5d} MiB  {r['faults']:8d} faults  {r['seconds']:7.2f} s  "
+                    f"{r['faults_per_s'] / 1e3:7.1f} k faults/s  "
+                    f"{r['spte_ops_per_s'] / 1e3:7.1f} k SPTE ops/s")
+    rows.append("TDP MMU disabling dirty logging (recovery and re-touch):")
+    for r in out["tdp_disable_dirty_logging"]:
+        parts = [f"{k}: {v['spte_ops']} SPTE ops in {v['seconds']:.2f} s "
+                 f"({v['spte_ops_per_s'] / 1e3:.0f} k/s)"
+                 for k, v in r.items() if k != "size_mib"]
+        rows.append(f"  {r['size_mib']:5d} MiB  " + "; ".join(parts))
+    rows.append("Shadow MMU fault-in (4-level guest, 4 KiB pages):")
+    for r in out["shadow_fault_in"]:
+        rows.append(f"  {r['size_mib']:5d} MiB  {r['faults']:8d} faults  {r['seconds']:7.2f} s  "
+                    f"{r['faults_per_s'] / 1e3:7.1f} k faults/s  "
+                    f"{r['pages_per_s'] / 1e3:7.1f} k pages/s (prefetch maps neighbours)")
+    out["rows"] = rows
+    return out

@@ -1,0 +1,230 @@
+"""The fast paths give exactly what the clear ones give.
+
+``refimpl.walker.translate`` takes a fast path in four- and five-level paging
+(an unrolled walk with per-CPU constants) and forwards everything else to
+``translate_clear``; ``refimpl.batch.translate_batch`` takes a blocked,
+branch-free NumPy path in long mode and forwards everything else to
+``translate_batch_clear``. On seeded random images, in every paging mode,
+with random control bits and accesses, each pair must return equal results
+and leave equal memory (A/D bits) behind. Speed is measured in
+``benchmarks/``, never here.
+"""
+
+import copy
+import pickle
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from refimpl import (
+    ACCESS_FETCH,
+    ACCESS_IMPLICIT,
+    ACCESS_USER,
+    ACCESS_WRITE,
+    CpuState,
+    GuestMemory,
+    translate,
+    translate_batch,
+)
+from refimpl.batch import translate_batch_clear
+from refimpl.walker import translate_clear
+
+MODES = ["none", "32", "32pse", "pae", "4", "5"]
+ACCESSES = [
+    a | i | f
+    for a in (0, ACCESS_WRITE, ACCESS_USER, ACCESS_USER | ACCESS_WRITE)
+    for f in (0, ACCESS_FETCH)
+    for i in (0, ACCESS_IMPLICIT)
+    if not (f and a & ACCESS_WRITE)
+]
+PAGES = 24
+
+
+def random_image(rng: random.Random, entry_bytes: int, size: int) -> GuestMemory:
+    """Tables whose entries point back into memory (and sometimes past it).
+
+    Entries mix every bit the walker looks at: P, W, U, A, D, PS, reserved
+    address bits, NX, protection keys; tables alias one another, so a page
+    can be a table at several levels at once.
+    """
+    mem = GuestMemory(size)
+    for page in range(PAGES):
+        for i in range(rng.choice([8, 32, 512 if entry_bytes == 8 else 1024])):
+            target = rng.randrange(PAGES + 2)
+            flags = 0x1 if rng.random() < 0.95 else 0
+            flags |= rng.choice([0, 0x2, 0x2]) | rng.choice([0, 0x4, 0x4])
+            flags |= rng.choice([0, 0x20, 0x20, 0x20]) | rng.choice([0, 0x40])
+            flags |= 0x80 if rng.random() < 0.2 else 0
+            value = (target << 12) | flags
+            if flags & 0x80 and rng.random() < 0.5:
+                value &= ~0x3FFF_F000  # an aligned large page (at gpa 0)
+            if entry_bytes == 8:
+                r = rng.random()
+                if r < 0.1:
+                    value |= 1 << 63
+                elif r < 0.12:
+                    value |= 1 << rng.choice([13, 20, 29, 38, 45, 51])
+                value |= rng.choice([0, 0, 0, 1 << 59, 5 << 59])
+                if 8 * i + 8 <= 0x1000 and page * 0x1000 + 8 * i + 8 <= size:
+                    mem.write64(page * 0x1000 + 8 * i, value)
+            else:
+                if rng.random() < 0.1:
+                    value |= 1 << rng.choice([13, 16, 17, 21])
+                if 4 * i + 4 <= 0x1000 and page * 0x1000 + 4 * i + 4 <= size:
+                    mem.write32(page * 0x1000 + 4 * i, value & 0xFFFF_FFFF)
+    return mem
+
+
+def random_cpu(rng: random.Random, mode: str) -> CpuState:
+    wp, smep, smap, nx, ac, pke = (rng.random() < 0.5 for _ in range(6))
+    cr0 = 0x1 | (wp << 16) | ((mode != "none") << 31)
+    cr4 = (smep << 20) | (smap << 21) | (pke << 22)
+    efer = nx << 11
+    cr3 = rng.randrange(PAGES + 1) << 12
+    if mode == "32pse":
+        cr4 |= 0x10
+    if mode == "pae":
+        cr4 |= 0x20
+        cr3 |= rng.randrange(4) * 32
+    if mode in ("4", "5"):
+        cr4 |= 0x20 | ((mode == "5") << 12)
+        efer |= 0x500
+        cr3 |= rng.choice([0, 0, 0x18])  # PWT/PCD bits: ignored by the walk
+    return CpuState(
+        cr0=cr0, cr3=cr3, cr4=cr4, efer=efer, rflags=ac << 18,
+        pkru=rng.choice([0, rng.getrandbits(32)]),
+        maxphyaddr=rng.choice([36, 40, 46, 52]),
+        gbpages=rng.random() < 0.7,
+    )
+
+
+def random_gvas(rng: random.Random, mode: str, n: int) -> list[int]:
+    out = []
+    for _ in range(n):
+        if mode in ("none", "32", "32pse"):
+            g = (rng.randrange(8) << 22) | (rng.randrange(8) << 12)
+        elif mode == "pae":
+            g = (rng.randrange(4) << 30) | (rng.randrange(8) << 21) | (rng.randrange(8) << 12)
+        else:
+            levels = 4 if mode == "4" else 5
+            g = 0
+            for lvl in range(levels):
+                index = rng.randrange(8) if rng.random() < 0.9 else rng.randrange(512)
+                g |= index << (12 + 9 * lvl)
+            top = 47 if mode == "4" else 56
+            r = rng.random()
+            if r < 0.1:
+                g |= (1 << 64) - (1 << top)  # canonical upper half
+            elif r < 0.13:
+                g |= 1 << rng.choice([top, 60, 63])  # not canonical
+        out.append(g | rng.randrange(0x1000))
+    return out
+
+
+def image(seed: int, mode: str):
+    rng = random.Random(seed)
+    entry_bytes = 4 if mode in ("32", "32pse") else 8
+    size = PAGES * 0x1000 + rng.choice([0, 0, 4, 12, -0x800])
+    return rng, random_image(rng, entry_bytes, size), random_cpu(rng, mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@settings(max_examples=30, derandomize=True, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_translate_fast_path_equals_clear(mode, seed):
+    rng, mem, cpu = image(seed, mode)
+    fast_mem, clear_mem = mem.copy(), mem.copy()
+    for gva in random_gvas(rng, mode, 40):
+        access = rng.choice(ACCESSES)
+        fast = translate(fast_mem, cpu, gva, access)
+        clear = translate_clear(clear_mem, cpu, gva, access)
+        assert fast == clear, f"seed={seed} gva={gva:#x} access={access:#x}"
+        assert fast_mem == clear_mem, f"memory differs: seed={seed} gva={gva:#x}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@settings(max_examples=20, derandomize=True, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), access=st.sampled_from(ACCESSES))
+def test_batch_fast_path_equals_clear(mode, seed, access):
+    rng, mem, cpu = image(seed, mode)
+    gvas = np.array(random_gvas(rng, mode, 300), dtype=np.uint64)
+    fast_mem, clear_mem = mem.copy(), mem.copy()
+    fast = translate_batch(fast_mem, cpu, gvas, access)
+    clear = translate_batch_clear(clear_mem, cpu, gvas, access)
+    for name in ("gpa", "fault", "vector", "error_code", "level"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(clear, name), err_msg=name)
+        assert getattr(fast, name).dtype == getattr(clear, name).dtype
+    assert fast_mem == clear_mem
+
+
+def test_fast_paths_are_taken_and_leave_other_modes_alone():
+    """Long mode has a fast walker per CpuState; the other modes have none."""
+    for mode in MODES:
+        _, mem, cpu = image(1, mode)
+        translate(mem, cpu, 0)
+        assert (cpu.__dict__["_fast_walk"] is not None) == (mode in ("4", "5"))
+
+
+@pytest.mark.parametrize("mode", ["4", "5"])
+def test_batch_fast_path_on_tiny_and_chunked_inputs(mode):
+    """Empty memory, memory smaller than a table, and batches over a chunk."""
+    import refimpl.batch as batch
+
+    rng, _, cpu = image(7, mode)
+    for size in (0, 4, 8, 0x1000, 0x1000 + 4):
+        mem = GuestMemory(size)
+        if size >= 8:
+            mem.write64(0, 0x1027)
+        gvas = np.array(random_gvas(rng, mode, 50), dtype=np.uint64)
+        a, b = mem.copy(), mem.copy()
+        fast = translate_batch(a, cpu, gvas, ACCESS_WRITE)
+        clear = translate_batch_clear(b, cpu, gvas, ACCESS_WRITE)
+        for name in ("gpa", "fault", "vector", "error_code", "level"):
+            np.testing.assert_array_equal(getattr(fast, name), getattr(clear, name))
+        assert a == b
+    _, mem, cpu = image(8, mode)
+    gvas = np.array(random_gvas(rng, mode, 2 * batch._CHUNK + 17), dtype=np.uint64)
+    a, b = mem.copy(), mem.copy()
+    fast = translate_batch(a, cpu, gvas)
+    clear = translate_batch_clear(b, cpu, gvas)
+    np.testing.assert_array_equal(fast.gpa, clear.gpa)
+    np.testing.assert_array_equal(fast.error_code, clear.error_code)
+    np.testing.assert_array_equal(fast.level, clear.level)
+    assert a == b
+
+
+def test_realistic_benchmark_image():
+    """The benchmark's image: every address, several accesses, both paths."""
+    bench = pytest.importorskip("benchmarks.image")
+    img = bench.build_image(1, mem_mib=8, scale=0.1)
+    addrs = bench.scalar_addresses(img)
+    for access in (0, ACCESS_WRITE, ACCESS_USER | ACCESS_WRITE, ACCESS_FETCH):
+        fast_mem, clear_mem = img.mem.copy(), img.mem.copy()
+        for gva in addrs:
+            assert translate(fast_mem, img.cpu, gva, access) == translate_clear(
+                clear_mem, img.cpu, gva, access
+            )
+        assert fast_mem == clear_mem
+        a, b = img.mem.copy(), img.mem.copy()
+        gvas = np.array(addrs, dtype=np.uint64)
+        fast = translate_batch(a, img.cpu, gvas, access)
+        clear = translate_batch_clear(b, img.cpu, gvas, access)
+        np.testing.assert_array_equal(fast.gpa, clear.gpa)
+        np.testing.assert_array_equal(fast.error_code, clear.error_code)
+        assert a == b
+
+
+def test_memory_with_a_word_view_still_copies_and_pickles():
+    """The fast walker's cached word view does not leak into copies."""
+    mem = GuestMemory(0x2000)
+    mem.write64(0x1000, 0x1234)
+    cpu = CpuState(cr0=0x8000_0001, cr4=0x20, efer=0x500)
+    translate(mem, cpu, 0)
+    assert mem._words is not None
+    for other in (mem.copy(), copy.deepcopy(mem), pickle.loads(pickle.dumps(mem))):
+        assert other == mem
+        other.write64(0x1000, 0x5678)
+        assert mem.read64(0x1000) == 0x1234
+        assert translate(other, cpu, 0) == translate_clear(other.copy(), cpu, 0)
