@@ -39,6 +39,7 @@ trace
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -189,7 +190,13 @@ class Walk:
     acc : int
         The page's ACC rights (0 if the walk did not reach a leaf).
     trace : tuple of (level, entry gpa, entry value)
-        Every entry read, top down.
+        Every entry read, top down. With ``translate_gpa``, the entry's
+        address is where it was read in ``mem`` (the translated address).
+    nested_fault : object or None
+        With ``translate_gpa`` only: the fault the hook returned when it
+        could not translate a table or the final address. ``error`` is then
+        ``NO_MEMSLOT`` (the outer walk could not go on) and the caller
+        routes ``nested_fault`` instead of a fault of its own.
     """
 
     error: WalkError | None
@@ -199,6 +206,7 @@ class Walk:
     pte_access: int
     acc: int
     trace: tuple[tuple[int, int, int], ...]
+    nested_fault: object | None = None
 
 
 def walk_addr_generic(
@@ -211,6 +219,7 @@ def walk_addr_generic(
     rflags_ac: bool = False,
     pkru: int = 0,
     pdpte: tuple[int, int] | None = None,
+    translate_gpa: Callable[[int, int], tuple[int | None, object]] | None = None,
 ) -> Walk:
     """Walk the tables rooted at ``root`` for ``addr``; set A/D on success.
 
@@ -231,6 +240,16 @@ def walk_addr_generic(
     pdpte : (int, int) or None
         PAE only: ``(gpa, value)`` of the PDPTE for ``addr`` (KVM's
         ``get_pdptr``), already loaded at CR3 time.
+    translate_gpa : callable or None
+        KVM's ``kvm_translate_gpa`` for a nested walk (:mod:`refimpl.nested`):
+        ``translate_gpa(page gpa, access)`` returns ``(translated page gpa,
+        None)`` or ``(None, fault)``. It is called with the page address of
+        every table before the table is read (access ``U``, plus ``W`` when
+        the format has A/D bits, since setting them writes the table) and
+        with the page of the final address after the permission check (the
+        walk's own access). Entries are then read (and A/D written) at the
+        translated address. None (the default): addresses are used as they
+        are.
 
     Returns
     -------
@@ -256,6 +275,10 @@ def walk_addr_generic(
     buf = mem.buffer
     unpack = _UNPACK[nbytes]
     trace: list[tuple[int, int, int]] = []
+    if translate_gpa is not None:
+        # KVM's nested_access: table reads are user accesses, and writes too
+        # when the format has A/D bits.
+        nested_access = (_W if ctx.have_ad else 0) | int(PFERR.U)
 
     # Step 1: the root.
     level = ctx.root_level
@@ -273,6 +296,12 @@ def walk_addr_generic(
         # Step 2: the entry for addr in this level's table.
         index = (addr >> shifts[level]) & index_mask
         pte_gpa = (pte & base_addr_mask) + index * nbytes
+        if translate_gpa is not None:
+            table, nested_fault = translate_gpa(pte & base_addr_mask, nested_access)
+            if table is None:
+                return Walk(WalkError.NO_MEMSLOT, 0, level, None, pt_access, 0,
+                            tuple(trace), nested_fault)
+            pte_gpa = table + index * nbytes
         if pte_gpa + nbytes > mem_size:
             return Walk(WalkError.NO_MEMSLOT, 0, level, None, pt_access, 0, tuple(trace))
         pte = unpack(buf, pte_gpa)[0]
@@ -309,6 +338,12 @@ def walk_addr_generic(
     gpa = (pte & ctx._leaf_mask[level]) | (addr & ctx._offset_mask[level])  # type: ignore[attr-defined]
     if level == 2 and fmt is PTTYPE32:
         gpa |= pse36_addr(pte)
+    if translate_gpa is not None:
+        page, nested_fault = translate_gpa(gpa & ~0xFFF, access)
+        if page is None:
+            return Walk(WalkError.NO_MEMSLOT, 0, level, None, pte_access, acc,
+                        tuple(trace), nested_fault)
+        gpa = page | (gpa & 0xFFF)
 
     # A read of a clean page yields a translation without W, so that the
     # first write walks again and sets D (KVM's protect_clean_gpte).
