@@ -106,7 +106,8 @@ def shadow_fault_in(size: int) -> dict:
     kvm.add_memslot(0, 0, tables + 8 + npages)
     mmu = ShadowMmu(kvm, guest)
     cpu = CpuState(cr0=CR0.PE.bit | CR0.PG.bit | CR0.WP.bit, cr3=pt.cr3, cr4=CR4.PAE.bit,
-                   efer=EFER.LME.bit | EFER.LMA.bit | EFER.NXE.bit)
+                   efer=EFER.LME.bit | EFER.LMA.bit | EFER.NXE.bit,
+                   maxphyaddr=kvm.guest_maxphyaddr)
     vc = mmu.add_vcpu(cpu)
     t = CLOCK()
     exits = 0
