@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .cpu import CpuState, PagingMode
-from .faults import WalkError, fault_for
+from .faults import WalkError
 from .formats import CR0, CR4, EPT_EXIT_QUAL, EPTP, PFERR, PTTYPE_EPT
 from .memory import GuestMemory, check_int
 from .permissions import update_permission_bitmask
@@ -45,6 +45,7 @@ from .walker import (
     WalkContext,
     check_access,
     load_pdptrs,
+    result_from_walk,
     root_table,
     walk_addr_generic,
     walk_context,
@@ -358,13 +359,4 @@ def npt_translate(
     else:
         root = root_table(cpu)
     walk = walk_addr_generic(mem, ctx, root, gpa, access, pdpte=pdpte)
-    if walk.error is None:
-        return TranslateResult(walk.gpa, None, walk.level, walk.trace, walk.acc)
-    fault = fault_for(
-        walk.error,
-        access,
-        has_pferr_fetch=ctx.has_pferr_fetch,
-        perm_errcode=walk.errcode,
-        level=walk.level,
-    )
-    return TranslateResult(None, fault, walk.level, walk.trace, walk.acc)
+    return result_from_walk(walk, access, ctx)

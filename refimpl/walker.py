@@ -652,10 +652,11 @@ def translate_clear(
     walk = walk_addr_generic(
         mem, ctx, root, gva, access, rflags_ac=cpu.ac, pkru=cpu.pkru, pdpte=pdpte
     )
-    return _result_from_walk(walk, access, ctx)
+    return result_from_walk(walk, access, ctx)
 
 
-def _result_from_walk(walk: Walk, access: int, ctx: WalkContext) -> TranslateResult:
+def result_from_walk(walk: Walk, access: int, ctx: WalkContext) -> TranslateResult:
+    """Turn a :class:`Walk` into the public result, building the fault KVM injects."""
     if walk.error is None:
         return TranslateResult(walk.gpa, None, walk.level, walk.trace, walk.acc)
     fault = fault_for(
