@@ -7,24 +7,24 @@ Jupyter, so pytest checks them without a kernel or a browser:
 * :mod:`refimpl.viz.walk`: the page-walk explorer (``explain_walk``);
 * :mod:`refimpl.viz.bitmap`: the permission-bitmap explorer (``explain_lookup``);
 * :mod:`refimpl.viz.layouts`: the layout explorer (``explain_layout``), drawn
-  with :mod:`refimpl.viz.svg` (no Graphviz).
+  with :mod:`refimpl.viz.svg` (no Graphviz);
+* :mod:`refimpl.viz.nested`: the nested (two-dimensional) walk explorer
+  (``explain_nested``), built on :func:`refimpl.nested.nested_translate`.
 
 The widgets themselves (``WalkExplorer``, ``BitmapExplorer``,
-``LayoutExplorer``) live in :mod:`refimpl.viz.widgets`, the only module of
-``refimpl`` that imports ipywidgets; it is imported on first use of those
-names, so ``import refimpl.viz`` works without ipywidgets installed.
-
-The nested (two-dimensional) walk explorer of the book's plan is not here
-yet: it needs the nested-paging model, which ``refimpl`` does not have.
+``LayoutExplorer``, ``NestedWalkExplorer``) live in
+:mod:`refimpl.viz.widgets`, the only module of ``refimpl`` that imports
+ipywidgets; it is imported on first use of those names, so ``import refimpl.viz`` works without ipywidgets installed.
 """
 
 from __future__ import annotations
 
 from .bitmap import BitmapSetup, bitmap_html, explain_lookup
 from .layouts import LayoutSetup, explain_layout, layout_html
+from .nested import NestedSetup, explain_nested, nested_html
 from .walk import EntryBits, WalkSetup, explain_walk, walk_html
 
-_WIDGETS = ("WalkExplorer", "BitmapExplorer", "LayoutExplorer")
+_WIDGETS = ("WalkExplorer", "BitmapExplorer", "LayoutExplorer", "NestedWalkExplorer")
 
 __all__ = [
     "EntryBits",
@@ -37,6 +37,9 @@ __all__ = [
     "LayoutSetup",
     "explain_layout",
     "layout_html",
+    "NestedSetup",
+    "explain_nested",
+    "nested_html",
     *_WIDGETS,
 ]
 

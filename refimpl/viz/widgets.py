@@ -1,11 +1,11 @@
-"""The three explorers as ipywidgets: controls, ``observe``, one HTML output.
+"""The four explorers as ipywidgets: controls, ``observe``, one HTML output.
 
 This is the only module of ``refimpl`` that imports ipywidgets. Each widget
 class owns its controls (public attributes, so a chapter can set
 ``w.access.value = "write"`` and read ``w.output.value``), observes every one
 of them, and on any change rebuilds its setup (a frozen dataclass from
 :mod:`refimpl.viz.walk`, :mod:`refimpl.viz.bitmap` or
-:mod:`refimpl.viz.layouts`) and re-renders the HTML. No ``interact``: its
+:mod:`refimpl.viz.layouts` or :mod:`refimpl.viz.nested`) and re-renders the HTML. No ``interact``: its
 output capture sometimes stalls nbclient (see the toolchain notes).
 
 Each class has ``report`` (the last model result) and ``ui`` (the box to
@@ -18,6 +18,7 @@ import ipywidgets as W
 
 from .bitmap import BitmapSetup, bitmap_html, explain_lookup
 from .layouts import LayoutSetup, explain_layout, layout_html
+from .nested import EPT_LEVELS, NestedSetup, entries, explain_nested, nested_html, targets
 from .walk import (
     ACCESSES,
     MODES,
@@ -285,3 +286,121 @@ class LayoutExplorer(_Explorer):
         self.l1_tdp.disabled = not self.nested.value
         self.report = explain_layout(self.setup())
         self.output.value = layout_html(self.report)
+
+
+class NestedWalkExplorer(_Explorer):
+    """The nested-walk explorer (model: :func:`refimpl.viz.nested.explain_nested`).
+
+    Attributes
+    ----------
+    mode : Dropdown
+        L2's paging mode; changing it resets the three "break" menus.
+    ept_levels : ToggleButtons
+        4 or 5.
+    ept_ad : Checkbox
+        EPTP bit 6.
+    access : ToggleButtons
+        read / write / fetch.
+    user : Checkbox
+        CPL 3 in L2.
+    ept_unmapped, ept_read_only : Dropdown
+        An L2 page (one of L2's tables, or the data page) whose EPT PTE is
+        zero, or readable only.
+    l2_not_present : Dropdown
+        An L2 entry written with P=0.
+    step : IntSlider
+        The reference shown, 1 to the number of references; any other
+        change sets it to the last one.
+    output : HTML
+        The grid, the references up to ``step``, and the outcome.
+    report : NestedReport
+        The last result.
+    """
+
+    def __init__(self, setup: NestedSetup | None = None) -> None:
+        s = setup or NestedSetup()
+        self._quiet = True
+        self.mode = W.Dropdown(options=list(MODES), value=s.mode, description="L2 mode",
+                               layout=W.Layout(width="180px"))
+        self.mode.add_class("e2e-mode")
+        self.ept_levels = W.ToggleButtons(options=[(f"{n}-level EPT", n) for n in EPT_LEVELS],
+                                          value=s.ept_levels, style={"button_width": "90px"})
+        self.ept_levels.add_class("e2e-ept-levels")
+        self.ept_ad = _check("EPTP A/D (bit 6)", s.ept_ad, "ept-ad")
+        self.access = W.ToggleButtons(options=list(ACCESSES), value=s.access,
+                                      style={"button_width": "60px"})
+        self.access.add_class("e2e-access")
+        self.user = _check("user mode (CPL 3)", s.user, "user")
+        wide = W.Layout(width="330px")
+        style = {"description_width": "170px"}
+        self.ept_unmapped = W.Dropdown(options=targets(s.mode), value=s.ept_unmapped,
+                                       description="EPT does not map", layout=wide, style=style)
+        self.ept_unmapped.add_class("e2e-ept-unmapped")
+        self.ept_read_only = W.Dropdown(options=targets(s.mode), value=s.ept_read_only,
+                                        description="EPT maps read-only", layout=wide,
+                                        style=style)
+        self.ept_read_only.add_class("e2e-ept-read-only")
+        self.l2_not_present = W.Dropdown(options=entries(s.mode), value=s.l2_not_present,
+                                         description="L2 entry not present", layout=wide,
+                                         style=style)
+        self.l2_not_present.add_class("e2e-l2-not-present")
+        self.step = W.IntSlider(value=1, min=1, max=1, description="step",
+                                continuous_update=True, layout=W.Layout(width="420px"))
+        self.step.add_class("e2e-step")
+        self.output = W.HTML()
+        self.output.add_class("e2e-nested-output")
+        self.ui = W.VBox([
+            W.HBox([self.mode, self.ept_levels, self.ept_ad],
+                   layout=W.Layout(grid_gap="0 12px", flex_flow="row wrap")),
+            W.HBox([W.HTML("<b>access</b>", layout=W.Layout(width="110px")), self.access,
+                    self.user]),
+            W.HBox([self.ept_unmapped, self.ept_read_only, self.l2_not_present],
+                   layout=W.Layout(grid_gap="0 12px", flex_flow="row wrap")),
+            self.step, self.output])
+        self.ui.add_class("kvmbook-explorer")
+        self.mode.observe(self._mode_changed, names="value")
+        self._observe([self.ept_levels, self.ept_ad, self.access, self.user,
+                       self.ept_unmapped, self.ept_read_only, self.l2_not_present])
+        self.step.observe(self._step_changed, names="value")
+        self._quiet = False
+        self.update()
+
+    def _mode_changed(self, _change=None) -> None:
+        # New mode: the break menus list that mode's tables; all back to "none".
+        self._quiet = True
+        for menu, options in ((self.ept_unmapped, targets(self.mode.value)),
+                              (self.ept_read_only, targets(self.mode.value)),
+                              (self.l2_not_present, entries(self.mode.value))):
+            menu.value = "none"
+            menu.options = options
+            menu.value = "none"
+        self._quiet = False
+        self.update()
+
+    def _changed(self, _change=None) -> None:
+        if not self._quiet:
+            self.update()
+
+    def _step_changed(self, _change=None) -> None:
+        if not self._quiet:
+            self.output.value = nested_html(self.report, self.step.value)
+
+    def setup(self) -> NestedSetup:
+        """The :class:`refimpl.viz.nested.NestedSetup` the controls describe."""
+        return NestedSetup(
+            mode=self.mode.value, ept_levels=self.ept_levels.value, ept_ad=self.ept_ad.value,
+            access=self.access.value, user=self.user.value,
+            ept_unmapped=self.ept_unmapped.value, ept_read_only=self.ept_read_only.value,
+            l2_not_present=self.l2_not_present.value)
+
+    def update(self) -> None:
+        """Recompute the translation, set the slider's range to it, show the last step."""
+        self.report = explain_nested(self.setup())
+        n = max(1, self.report.steps)
+        self._quiet = True
+        # Widen before narrowing, so value stays within [min, max] at every point.
+        self.step.max = max(n, self.step.max)
+        self.step.value = n
+        self.step.max = n
+        self._quiet = False
+        self.output.value = nested_html(self.report, self.step.value)

@@ -29,6 +29,7 @@ CHAPTERS = {
                             "A supervisor read uses row 0 (byte 0x00); on a page with ACC 7 (UWX)"),
     "explore_layouts": (".e2e-layout-output",
                         "today: mmu \u2192 root_mmu, walk_mmu \u2192 root_mmu"),
+    "explore_nested": (".e2e-nested-output", "Outcome: L1 gpa 0x109567 (L2 gpa 0x9567)"),
 }
 
 
