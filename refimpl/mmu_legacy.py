@@ -41,7 +41,7 @@ Modelling choices
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Optional
+from typing import Callable, Optional
 
 from refimpl.roles import (
     CR0_PG, CR0_WP, CR4_PAE, EFER_LMA, EFER_LME, EFER_NX,
@@ -85,6 +85,8 @@ __all__ = [
     "kvm_translate_gpa",
     "emulated_fault_target",
     "run_configurations",
+    "nested_entry",
+    "nested_exit",
     "CR0_ROLE_BITS",
     "kvm_set_cr0",
     "nested_ept_init_mmu_context",
@@ -836,15 +838,63 @@ def emulated_fault_target(vcpu: KvmVcpuArch, nested_page_fault: bool) -> KvmMmu:
 # ---------------------------------------------------------------------------
 
 
-def _enter(vcpu: KvmVcpuArch, l2_regs: GuestRegs) -> None:
+_HOST_NAME = {"vmx": "a VMX", "svm": "an SVM"}
+
+
+def nested_entry(vcpu, l2_regs: GuestRegs, *, vendor: str, name: str,
+                 init: Optional[Callable[[], None]], finish: Callable) -> None:
+    """The layout-independent steps of a nested VM entry, for either layout.
+
+    Checks the host vendor and the vCPU's state, saves L1's registers and
+    enters guest mode, runs ``init`` (the nested EPT/NPT context setup, or
+    nothing without nested TDP) and undoes the entry if it raises, then
+    ``finish(vcpu, l2_regs)`` loads L2's registers into the layout's MMU.
+
+    Raises
+    ------
+    ValueError
+        Wrong vendor, already in guest mode, entry from SMM, or ``init``
+        rejected its arguments (the vCPU is then left in L1).
+    TypeError
+        ``l2_regs`` is not a :class:`GuestRegs`.
+    """
+    if vcpu.host.vendor != vendor:
+        raise ValueError(f"{name} needs {_HOST_NAME[vendor]} host")
     if vcpu.guest_mode:
         raise ValueError("nested entry: the vCPU is already in guest mode")
     if not isinstance(l2_regs, GuestRegs):
         raise TypeError(f"l2_regs must be GuestRegs, got {l2_regs!r}")
     if vcpu.regs.smm:
         raise ValueError("nested entry from SMM is not modelled")
-    vcpu.l1_regs = vcpu.regs
-    vcpu.guest_mode = True  # enter_guest_mode()
+    vcpu.l1_regs, vcpu.guest_mode = vcpu.regs, True  # enter_guest_mode()
+    if init is not None:
+        try:
+            init()
+        except ValueError:
+            vcpu.guest_mode, vcpu.l1_regs = False, None
+            raise
+    finish(vcpu, l2_regs)
+
+
+def nested_exit(vcpu, *, vendor: str, name: str, uninit: Callable, finish: Callable) -> None:
+    """The layout-independent steps of a nested VM exit, for either layout.
+
+    Leaves guest mode, runs ``uninit(vcpu)`` (the layout's nested EPT/NPT
+    teardown) and ``finish(vcpu, l1_regs)`` with L1's saved registers.
+
+    Raises
+    ------
+    ValueError
+        Wrong vendor, or the vCPU is not running L2.
+    """
+    if vcpu.host.vendor != vendor:
+        raise ValueError(f"{name} needs {_HOST_NAME[vendor]} host")
+    if not vcpu.guest_mode or vcpu.l1_regs is None:
+        raise ValueError(f"{name}: the vCPU is not in guest mode")
+    vcpu.guest_mode = False  # leave_guest_mode()
+    uninit(vcpu)
+    l1, vcpu.l1_regs = vcpu.l1_regs, None
+    finish(vcpu, l1)
 
 
 def _finish(vcpu: KvmVcpuArch, regs: GuestRegs) -> None:
@@ -865,16 +915,9 @@ def nested_vmx_vmentry(vcpu: KvmVcpuArch, l2_regs: GuestRegs, *, ept: bool,
     ``nested_vmx_enter_non_root_mode``, ``prepare_vmcs02``,
     ``nested_vmx_load_cr3`` in ``arch/x86/kvm/vmx/nested.c``.
     """
-    if vcpu.host.vendor != "vmx":
-        raise ValueError("nested_vmx_vmentry needs a VMX host")
-    _enter(vcpu, l2_regs)
-    if ept:
-        try:
-            nested_ept_init_mmu_context(vcpu, eptp, execonly)
-        except ValueError:
-            vcpu.guest_mode, vcpu.l1_regs = False, None
-            raise
-    _finish(vcpu, l2_regs)
+    init = (lambda: nested_ept_init_mmu_context(vcpu, eptp, execonly)) if ept else None
+    nested_entry(vcpu, l2_regs, vendor="vmx", name="nested_vmx_vmentry", init=init,
+                 finish=_finish)
 
 
 def nested_vmx_vmexit(vcpu: KvmVcpuArch) -> None:
@@ -890,14 +933,7 @@ def nested_vmx_vmexit(vcpu: KvmVcpuArch) -> None:
     ``nested_vmx_vmexit`` and ``load_vmcs12_host_state`` in
     ``arch/x86/kvm/vmx/nested.c``.
     """
-    if vcpu.host.vendor != "vmx":
-        raise ValueError("nested_vmx_vmexit needs a VMX host")
-    if not vcpu.guest_mode or vcpu.l1_regs is None:
-        raise ValueError("nested_vmx_vmexit: the vCPU is not in guest mode")
-    vcpu.guest_mode = False  # leave_guest_mode()
-    nested_ept_uninit_mmu_context(vcpu)
-    l1, vcpu.l1_regs = vcpu.l1_regs, None
-    _finish(vcpu, l1)
+    nested_exit(vcpu, vendor="vmx", name="nested_vmx_vmexit", uninit=nested_ept_uninit_mmu_context, finish=_finish)
 
 
 def nested_svm_vmrun(vcpu: KvmVcpuArch, l2_regs: GuestRegs, *, npt: bool,
@@ -909,16 +945,9 @@ def nested_svm_vmrun(vcpu: KvmVcpuArch, l2_regs: GuestRegs, *, npt: bool,
     ``enter_svm_guest_mode``, ``nested_svm_init_mmu_context``,
     ``nested_svm_load_cr3`` in ``arch/x86/kvm/svm/nested.c``.
     """
-    if vcpu.host.vendor != "svm":
-        raise ValueError("nested_svm_vmrun needs an SVM host")
-    _enter(vcpu, l2_regs)
-    if npt:
-        try:
-            nested_svm_init_mmu_context(vcpu, ncr3)
-        except ValueError:
-            vcpu.guest_mode, vcpu.l1_regs = False, None
-            raise
-    _finish(vcpu, l2_regs)
+    init = (lambda: nested_svm_init_mmu_context(vcpu, ncr3)) if npt else None
+    nested_entry(vcpu, l2_regs, vendor="svm", name="nested_svm_vmrun", init=init,
+                 finish=_finish)
 
 
 def nested_svm_vmexit(vcpu: KvmVcpuArch) -> None:
@@ -933,14 +962,7 @@ def nested_svm_vmexit(vcpu: KvmVcpuArch) -> None:
     ---
     ``nested_svm_vmexit`` in ``arch/x86/kvm/svm/nested.c``.
     """
-    if vcpu.host.vendor != "svm":
-        raise ValueError("nested_svm_vmexit needs an SVM host")
-    if not vcpu.guest_mode or vcpu.l1_regs is None:
-        raise ValueError("nested_svm_vmexit: the vCPU is not in guest mode")
-    vcpu.guest_mode = False
-    nested_svm_uninit_mmu_context(vcpu)
-    l1, vcpu.l1_regs = vcpu.l1_regs, None
-    _finish(vcpu, l1)
+    nested_exit(vcpu, vendor="svm", name="nested_svm_vmexit", uninit=nested_svm_uninit_mmu_context, finish=_finish)
 
 
 # ---------------------------------------------------------------------------

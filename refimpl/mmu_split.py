@@ -51,7 +51,7 @@ from typing import Optional
 from refimpl.mmu_legacy import (
     INVALID_ROOT,
     Derived, GuestRegs, Host, RootInfo, _prev_roots, _walker,
-    ept_shadow_zero_check, run_configurations, shadow_zero_check_x86, tdp_shadow_zero_check,
+    ept_shadow_zero_check, nested_entry, nested_exit, run_configurations, shadow_zero_check_x86, tdp_shadow_zero_check,
 )
 from refimpl.mmu_legacy import KvmMmu as LegacyKvmMmu
 from refimpl.mmu_legacy import KvmVcpuArch as LegacyKvmVcpuArch
@@ -574,16 +574,6 @@ def emulated_fault_target(vcpu: KvmVcpuArch, nested_page_fault: bool) -> KvmPagi
     return vcpu.mmu.walk if nested_page_fault else vcpu.walk
 
 
-def _enter(vcpu: KvmVcpuArch, l2_regs: GuestRegs) -> None:
-    if vcpu.guest_mode:
-        raise ValueError("nested entry: the vCPU is already in guest mode")
-    if not isinstance(l2_regs, GuestRegs):
-        raise TypeError(f"l2_regs must be GuestRegs, got {l2_regs!r}")
-    if vcpu.regs.smm:
-        raise ValueError("nested entry from SMM is not modelled")
-    vcpu.l1_regs, vcpu.guest_mode = vcpu.regs, True
-
-
 def _finish(vcpu: KvmVcpuArch, regs: GuestRegs) -> None:
     vcpu.regs = regs
     kvm_init_mmu(vcpu)
@@ -593,55 +583,27 @@ def _finish(vcpu: KvmVcpuArch, regs: GuestRegs) -> None:
 def nested_vmx_vmentry(vcpu: KvmVcpuArch, l2_regs: GuestRegs, *, ept: bool,
                        eptp: int = 0x1E, execonly: bool = True) -> None:
     """As :func:`refimpl.mmu_legacy.nested_vmx_vmentry`, on the split layout."""
-    if vcpu.host.vendor != "vmx":
-        raise ValueError("nested_vmx_vmentry needs a VMX host")
-    _enter(vcpu, l2_regs)
-    if ept:
-        try:
-            nested_ept_init_mmu_context(vcpu, eptp, execonly)
-        except ValueError:
-            vcpu.guest_mode, vcpu.l1_regs = False, None
-            raise
-    _finish(vcpu, l2_regs)
+    init = (lambda: nested_ept_init_mmu_context(vcpu, eptp, execonly)) if ept else None
+    nested_entry(vcpu, l2_regs, vendor="vmx", name="nested_vmx_vmentry", init=init,
+                 finish=_finish)
 
 
 def nested_vmx_vmexit(vcpu: KvmVcpuArch) -> None:
     """As :func:`refimpl.mmu_legacy.nested_vmx_vmexit`; ValueError when not in L2."""
-    if vcpu.host.vendor != "vmx":
-        raise ValueError("nested_vmx_vmexit needs a VMX host")
-    if not vcpu.guest_mode or vcpu.l1_regs is None:
-        raise ValueError("nested_vmx_vmexit: the vCPU is not in guest mode")
-    vcpu.guest_mode = False
-    nested_ept_uninit_mmu_context(vcpu)
-    l1, vcpu.l1_regs = vcpu.l1_regs, None
-    _finish(vcpu, l1)
+    nested_exit(vcpu, vendor="vmx", name="nested_vmx_vmexit", uninit=nested_ept_uninit_mmu_context, finish=_finish)
 
 
 def nested_svm_vmrun(vcpu: KvmVcpuArch, l2_regs: GuestRegs, *, npt: bool,
                      ncr3: int = 0x7000) -> None:
     """As :func:`refimpl.mmu_legacy.nested_svm_vmrun`, on the split layout."""
-    if vcpu.host.vendor != "svm":
-        raise ValueError("nested_svm_vmrun needs an SVM host")
-    _enter(vcpu, l2_regs)
-    if npt:
-        try:
-            nested_svm_init_mmu_context(vcpu, ncr3)
-        except ValueError:
-            vcpu.guest_mode, vcpu.l1_regs = False, None
-            raise
-    _finish(vcpu, l2_regs)
+    init = (lambda: nested_svm_init_mmu_context(vcpu, ncr3)) if npt else None
+    nested_entry(vcpu, l2_regs, vendor="svm", name="nested_svm_vmrun", init=init,
+                 finish=_finish)
 
 
 def nested_svm_vmexit(vcpu: KvmVcpuArch) -> None:
     """As :func:`refimpl.mmu_legacy.nested_svm_vmexit`; ValueError when not in L2."""
-    if vcpu.host.vendor != "svm":
-        raise ValueError("nested_svm_vmexit needs an SVM host")
-    if not vcpu.guest_mode or vcpu.l1_regs is None:
-        raise ValueError("nested_svm_vmexit: the vCPU is not in guest mode")
-    vcpu.guest_mode = False
-    nested_svm_uninit_mmu_context(vcpu)
-    l1, vcpu.l1_regs = vcpu.l1_regs, None
-    _finish(vcpu, l1)
+    nested_exit(vcpu, vendor="svm", name="nested_svm_vmexit", uninit=nested_svm_uninit_mmu_context, finish=_finish)
 
 
 def configurations() -> dict[str, KvmVcpuArch]:

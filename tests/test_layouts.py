@@ -313,3 +313,31 @@ def test_member_and_struct_tables_name_real_members():
             assert member in owners[owner], w
     md = S.structs_markdown()
     assert "| `kvm_mmu_kind` |" in md and "`kvm->arch.direct_mmu`" in md and "`walk01`" in md
+
+
+@pytest.mark.parametrize("layout", ["legacy", "split"])
+def test_nested_entry_and_exit_misuse_leaves_the_vcpu_in_l1(layout):
+    from refimpl import mmu_legacy as L, mmu_split as S
+    new = ((lambda host: L.kvm_mmu_create(host)) if layout == "legacy"
+           else (lambda host: S.kvm_mmu_create(S.kvm_arch_init_vm(host))))
+    M = L if layout == "legacy" else S
+    vmx = new(L.Host(vendor="vmx"))
+    M.set_regs(vmx, L.L1_REGS)
+    with pytest.raises(ValueError, match="nested_svm_vmrun needs an SVM host"):
+        M.nested_svm_vmrun(vmx, L.L2_REGS, npt=False)
+    with pytest.raises(ValueError, match="nested_svm_vmexit needs an SVM host"):
+        M.nested_svm_vmexit(vmx)
+    with pytest.raises(TypeError, match="l2_regs must be GuestRegs"):
+        M.nested_vmx_vmentry(vmx, "L2", ept=False)
+    assert not vmx.guest_mode and vmx.l1_regs is None
+    M.nested_vmx_vmentry(vmx, L.L2_REGS, ept=False)
+    with pytest.raises(ValueError, match="already in guest mode"):
+        M.nested_vmx_vmentry(vmx, L.L2_REGS, ept=False)
+    M.nested_vmx_vmexit(vmx)
+    assert not vmx.guest_mode and vmx.regs == L.L1_REGS
+    smm = new(L.Host(vendor="vmx"))
+    M.set_regs(smm, L.GuestRegs(cr0=L.L1_REGS.cr0, cr3=0x1000, cr4=L.L1_REGS.cr4,
+                                efer=L.L1_REGS.efer, smm=True))
+    with pytest.raises(ValueError, match="from SMM is not modelled"):
+        M.nested_vmx_vmentry(smm, L.L2_REGS, ept=False)
+    assert not smm.guest_mode
