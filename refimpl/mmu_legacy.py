@@ -89,6 +89,10 @@ __all__ = [
     "nested_exit",
     "CR0_ROLE_BITS",
     "kvm_set_cr0",
+    "BUGS",
+    "vmx_guest_owned_cr0_wp_write",
+    "kvm_mmu_refresh_passthrough_bits",
+    "emulated_permission_check",
     "nested_ept_init_mmu_context",
     "nested_ept_uninit_mmu_context",
     "nested_svm_init_mmu_context",
@@ -785,6 +789,115 @@ def kvm_set_cr0(vcpu: KvmVcpuArch, cr0: int) -> None:
     if changed & CR0_ROLE_BITS:
         kvm_mmu_reset_context(vcpu)
         kvm_mmu_load(vcpu)
+
+
+#: Replayed bugs (:mod:`refimpl.bugs`) of this module; none is on by default.
+BUGS: dict[str, str] = {
+    "stale_cr0_wp": (
+        "check_toggle_cr0_wp: with CR0.WP guest-owned (EPT), an emulated access is "
+        "checked against the permission bitmap built for the CR0.WP of the last "
+        "MMU reset, not the guest's current CR0.WP (fixed 2023 by cf9f4c0eb169, "
+        "'Refresh CR0.WP prior to checking for emulated permission faults')"),
+}
+
+
+def _check_bugs(bugs: object) -> frozenset:
+    if isinstance(bugs, str):
+        raise TypeError("bugs must be an iterable of names, not a str")
+    bugs = frozenset(bugs)  # type: ignore[arg-type]
+    if bugs - BUGS.keys():
+        raise ValueError(f"bugs: unknown names {sorted(bugs - BUGS.keys())}; known: {sorted(BUGS)}")
+    return bugs
+
+
+def vmx_guest_owned_cr0_wp_write(vcpu: KvmVcpuArch, wp: bool) -> None:
+    """L1 flips CR0.WP while KVM lets it own the bit: no VM exit, no KVM code.
+
+    With EPT on Intel, KVM leaves CR0.WP out of the CR0 guest/host mask, so a
+    MOV to CR0 that changes only WP completes in hardware. The architectural
+    CR0 (``vcpu.regs``) changes; the MMU's ``cpu_role`` and permission
+    bitmap, computed at the last reset, do not.
+
+    Raises
+    ------
+    ValueError
+        No EPT on a VMX host (then WP is intercepted and the write goes
+        through :func:`kvm_set_cr0`), or the vCPU is running L2, or paging is
+        off.
+
+    KVM
+    ---
+    ``KVM_POSSIBLE_CR0_GUEST_BITS`` in ``arch/x86/kvm/kvm_cache_regs.h`` and
+    the CR0 guest/host mask set in ``arch/x86/kvm/vmx/vmx.c`` (commit
+    fb509f76acc8, "KVM: VMX: Make CR0.WP a guest owned bit", 2023).
+    """
+    if not (vcpu.host.tdp_enabled and vcpu.host.vendor == "vmx"):
+        raise ValueError("vmx_guest_owned_cr0_wp_write: CR0.WP is guest-owned only with EPT on VMX")
+    if vcpu.guest_mode:
+        raise ValueError("vmx_guest_owned_cr0_wp_write: models L1 only, the vCPU runs L2")
+    if not vcpu.regs.cr0 & CR0_PG:
+        raise ValueError("vmx_guest_owned_cr0_wp_write: paging is off")
+    cr0 = (vcpu.regs.cr0 | CR0_WP) if wp else (vcpu.regs.cr0 & ~CR0_WP)
+    vcpu.regs = replace(vcpu.regs, cr0=cr0)
+
+
+def kvm_mmu_refresh_passthrough_bits(vcpu: KvmVcpuArch, mmu: KvmMmu) -> None:
+    """Bring ``mmu``'s snapshot of CR0.WP up to date before a permission check.
+
+    Only with TDP (shadow paging intercepts WP, which is in the page role)
+    and never for ``guest_mmu`` (EPT12/NPT12 ignore CR0.WP). When the
+    guest's WP differs from ``mmu.cpu_role``, the role's ``cr0_wp`` is set
+    and the guest-walk tables are rebuilt.
+
+    KVM
+    ---
+    ``kvm_mmu_refresh_passthrough_bits`` in ``arch/x86/kvm/mmu.h`` and
+    ``__kvm_mmu_refresh_passthrough_bits`` in ``arch/x86/kvm/mmu/mmu.c``
+    (commit cf9f4c0eb169, 2023).
+    """
+    if not vcpu.host.tdp_enabled or mmu is vcpu.guest_mmu:
+        return
+    wp = int(bool(vcpu.regs.cr0 & CR0_WP))
+    if mmu.cpu_role.base.cr0_wp == wp:
+        return
+    mmu.cpu_role = replace(mmu.cpu_role, base=mmu.cpu_role.base.replace(cr0_wp=wp))
+    guest_paging_metadata(mmu, vcpu.host)
+
+
+def emulated_permission_check(vcpu: KvmVcpuArch, mmu: Optional[KvmMmu] = None, *,
+                              bugs: object = ()) -> Derived:
+    """The permission bitmap an emulated guest access is checked against.
+
+    KVM refreshes the pass-through bits (:func:`kvm_mmu_refresh_passthrough_bits`)
+    first, then indexes ``mmu->permissions``. ``bugs={"stale_cr0_wp"}``
+    (:data:`BUGS`) skips the refresh, as KVM did between fb509f76acc8 and
+    cf9f4c0eb169.
+
+    Parameters
+    ----------
+    vcpu : KvmVcpuArch
+    mmu : KvmMmu or None
+        The walking context (default ``vcpu.walk_mmu``).
+    bugs : iterable of str
+
+    Returns
+    -------
+    Derived
+        ``mmu.permissions``: its inputs name the CR0.WP it was built for.
+
+    KVM
+    ---
+    ``permission_fault`` in ``arch/x86/kvm/mmu.h``.
+    """
+    bugs = _check_bugs(bugs)
+    mmu = vcpu.walk_mmu if mmu is None else mmu
+    if mmu is None:
+        raise ValueError("emulated_permission_check: the vCPU has no walk_mmu")
+    if "stale_cr0_wp" not in bugs:
+        kvm_mmu_refresh_passthrough_bits(vcpu, mmu)
+    if mmu.permissions is None:
+        raise ValueError("emulated_permission_check: paging has never been on")
+    return mmu.permissions
 
 
 def set_regs(vcpu: KvmVcpuArch, regs: GuestRegs) -> None:

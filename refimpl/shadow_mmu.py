@@ -125,7 +125,7 @@ BUGS: dict[str, str] = {
     "wp0_fixup_after_role": (
         "check_large_pte_dirty_for_nowp: the CR0.WP=0 fix-up (W=1, U=0) is applied to the "
         "leaf after the direct SP's role was chosen from the unmodified rights (2012, "
-        "Xiao Guangrong, 'fix direct sp's access corrupted')"),
+        "Xiao Guangrong, 'KVM: MMU: fix Dirty bit missed if CR0.WP = 0', c22885050e65)"),
     "smep_keeps_exec": (
         "check_smep_andnot_wp: the CR0.WP=0 fix-up turns a user page into a kernel page "
         "but leaves it executable, so SMEP no longer stops supervisor fetches"),

@@ -36,9 +36,9 @@ immediate frees here.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 from .formats import PFERR
 from .mmu import (
@@ -74,6 +74,7 @@ from .spte import (
 from .vm import PAGE_SIZE, Kvm, Memslot, MemslotChange, MemslotChangeKind, Vcpu
 
 __all__ = [
+    "BUGS",
     "TdpMmuPage",
     "RecoveryStrategy",
     "FaultResult",
@@ -83,6 +84,18 @@ __all__ = [
     "level_pages",
     "measure_disable_dirty_logging",
 ]
+
+#: Replayed bugs (:mod:`refimpl.bugs`): each name switches one rule of this
+#: module off, for the tests and the book; none is on by default.
+BUGS: dict[str, str] = {
+    "nx_huge_exec": (
+        "the iTLB multihit mitigation's rule skipped (CVE-2018-12207): with "
+        "nx_huge_pages on, a fetch fault is still mapped huge and huge SPTEs "
+        "stay executable"),
+    "no_flush_on_wrprot": (
+        "SPTEs write-protected for dirty logging without flushing the vCPUs' "
+        "TLBs, so a cached writable translation keeps writing unlogged"),
+}
 
 _TABLE = struct.Struct("<512Q")
 _U64 = struct.Struct("<Q")
@@ -248,6 +261,9 @@ class TdpMmu:
         Enabling dirty logging splits huge pages at once (``eager_page_split``).
     recovery : refimpl.tdp_mmu.RecoveryStrategy
         How disabling dirty logging recovers huge pages.
+    bugs : iterable of str
+        Names from :data:`BUGS` to switch on (default: none, the correct
+        MMU); see :mod:`refimpl.bugs`.
 
     KVM
     ---
@@ -257,7 +273,14 @@ class TdpMmu:
     def __init__(self, kvm: Kvm, kind: Optional[MmuKind] = None, *,
                  fmt: Optional[SpteFormat] = None, host_max_level: int = 3,
                  zap_all_on_delete: bool = True, eager_split: bool = False,
-                 recovery: RecoveryStrategy = RecoveryStrategy.IN_PLACE) -> None:
+                 recovery: RecoveryStrategy = RecoveryStrategy.IN_PLACE,
+                 bugs: Iterable[str] = ()) -> None:
+        if isinstance(bugs, str):
+            raise TypeError("bugs must be an iterable of names, not a str")
+        bugs = frozenset(bugs)
+        if bugs - BUGS.keys():
+            raise ValueError(f"bugs: unknown names {sorted(bugs - BUGS.keys())}; "
+                             f"known: {sorted(BUGS)}")
         if not isinstance(kvm, Kvm):
             raise TypeError(f"kvm must be a Kvm, got {type(kvm).__name__}")
         if kind is None:
@@ -278,6 +301,7 @@ class TdpMmu:
         self.zap_all_on_delete = bool(zap_all_on_delete)
         self.eager_split = bool(eager_split)
         self.recovery = recovery
+        self.bugs = bugs
         self.pages: dict[int, TdpMmuPage] = {}
         self._roles: dict[bool, PageRole] = {}
         kvm.listeners.append(self)
@@ -550,7 +574,7 @@ class TdpMmu:
             return FaultResult("emulate", mmio=True)
         # Step 3: the level (kvm_mmu_hugepage_adjust, NX huge pages).
         level = self.max_mapping_level(slot, gfn)
-        if error_code & PFERR.F and self.kind.nx_huge_pages:
+        if error_code & PFERR.F and self.kind.nx_huge_pages and "nx_huge_exec" not in self.bugs:
             level = 1
         span = level_pages(level)
         base_gfn = gfn & ~(span - 1)
@@ -585,9 +609,13 @@ class TdpMmu:
             new = mmio_spte
         else:
             assert slot is not None
-            new = make_spte(self.kind, pte_access=ACC_ALL, level=level, gfn=gfn, pfn=pfn,
+            kind = self.kind
+            if "nx_huge_exec" in self.bugs:  # make_spte without its NX huge page rule
+                kind = replace(fmt, nx_huge_pages=False)
+            new = make_spte(kind, pte_access=ACC_ALL, level=level, gfn=gfn, pfn=pfn,
                             old_spte=old, host_writable=not slot.readonly,
-                            ad_disabled=ad_disabled).spte
+                            ad_disabled=ad_disabled,
+                            shadow_zero_check=self.kind.shadow_zero_check).spte
         if new == old:
             return FaultResult("spurious", level, new)
         self._write(sptep, new)
@@ -787,7 +815,7 @@ class TdpMmu:
         """Dirty logging turned on for ``slot`` (``kvm_mmu_slot_apply_flags``)."""
         if self.eager_split:
             self.split_huge_pages(slot)
-        if self._protect(slot):
+        if self._protect(slot) and "no_flush_on_wrprot" not in self.bugs:
             self.flush()
 
     def sync_dirty_log(self, kvm: Kvm, slot: Memslot) -> None:
@@ -800,7 +828,7 @@ class TdpMmu:
     def dirty_log_cleared(self, kvm: Kvm, slot: Memslot, gfns: frozenset[int]) -> None:
         """Re-arm tracking for pages userspace just harvested
         (``kvm_arch_mmu_enable_log_dirty_pt_masked``), then flush."""
-        if self._protect(slot, gfns):
+        if self._protect(slot, gfns) and "no_flush_on_wrprot" not in self.bugs:
             self.flush()
 
     def recover_huge_pages(self, slot: Memslot,
