@@ -66,14 +66,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Optional
 
 from .cpu import CpuState, PagingMode
 from .faults import Fault, WalkError, fault_for
+from .formats import CR0, CR4, EFER
 from .memory import GuestMemory, check_int
 from .mmu import (
     INVALID_ROOT, KVM_MMU_NUM_PREV_ROOTS, HwResult, Mmu, MmuKind, RootInfo,
-    hw_translate_shadow, shadow_kind,
+    _from_translate, shadow_kind,
 )
 from .roles import (
     ACC_ALL, ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK, PT32E_ROOT_LEVEL,
@@ -227,6 +229,25 @@ class ShadowPage:
         return (f"ShadowPage({kind} gfn={self.gfn:#x} level={r.level} q={r.quadrant} "
                 f"access={_acc_str(r.access)} role={r.word:#x}"
                 f"{' unsync' if self.unsync else ''}{' invalid' if r.invalid else ''})")
+
+
+@lru_cache(maxsize=256)
+def _hw_cpu_state(root_hpa: int, root_level: int, smep: bool, smap: bool, ac: bool,
+                  maxphyaddr: int) -> CpuState:
+    """The registers :func:`refimpl.mmu.hw_translate_shadow` gives the CPU.
+
+    CR0.PG|PE|WP, CR4.PAE (LA57 for a five-level root), EFER.NX (and long
+    mode for a four- or five-level root); SMEP, SMAP and RFLAGS.AC the
+    guest's. Made once per distinct set, as building a ``CpuState`` costs
+    more than the walk.
+    """
+    if root_level not in (3, 4, 5):
+        raise ValueError(f"root_level must be 3, 4 or 5, got {root_level}")
+    cr4 = CR4.PAE.bit | (CR4.LA57.bit if root_level == 5 else 0)
+    cr4 |= (CR4.SMEP.bit if smep else 0) | (CR4.SMAP.bit if smap else 0)
+    efer = EFER.NXE.bit | ((EFER.LME.bit | EFER.LMA.bit) if root_level >= 4 else 0)
+    return CpuState(cr0=CR0.PE.bit | CR0.PG.bit | CR0.WP.bit, cr3=root_hpa, cr4=cr4, efer=efer,
+                    rflags=(1 << 18) if ac else 0, maxphyaddr=maxphyaddr)
 
 
 def kvm_mmu_child_role(parent: PageRole, index: int, direct: bool, access: int) -> PageRole:
@@ -702,7 +723,9 @@ class ShadowMmu:
             for i in range(KVM_MMU_NUM_PREV_ROOTS):
                 mmu.root, mmu.prev_roots[i] = mmu.prev_roots[i], mmu.root
                 if self._is_root_usable(vc, mmu.root, pgd):
-                    self._log("fast CR3 switch", None, f"reused prev_roots[{i}] for pgd {pgd:#x}")
+                    if self.tracing:
+                        self._log("fast CR3 switch", None,
+                                  f"reused prev_roots[{i}] for pgd {pgd:#x}")
                     self._after_switch(vc)
                     return
             self._free_roots(vc, current=True, previous=False)
@@ -818,7 +841,8 @@ class ShadowMmu:
                 if self._sync_page(vc, sp) < 0:
                     break
             sp.write_flooding_count = 0
-            self._log("get SP", role.level, f"found {sp!r}")
+            if self.tracing:
+                self._log("get SP", role.level, f"found {sp!r}")
             return sp
         sp = ShadowPage(role, gfn, self.host.alloc_page())
         self.page_hash[(gfn, role.word)] = sp
@@ -827,7 +851,8 @@ class ShadowMmu:
         self.stats["sp_created"] += 1
         if sp.has_gptes:
             self._account_shadowed(sp)
-        self._log("get SP", role.level, f"created {sp!r}")
+        if self.tracing:
+            self._log("get SP", role.level, f"created {sp!r}")
         return sp
 
     def _account_shadowed(self, sp: ShadowPage) -> None:
@@ -867,8 +892,9 @@ class ShadowMmu:
         sp.parent_ptes.add((parent, i))
         if sp.unsync or sp.unsync_children:
             self._mark_unsync(parent, i)
-        self._log("link", parent.role.level, f"SPTE {i} of {parent!r} -> SP at level "
-                  f"{sp.role.level}", parent.spt[i])
+        if self.tracing:
+            self._log("link", parent.role.level, f"SPTE {i} of {parent!r} -> SP at level "
+                      f"{sp.role.level}", parent.spt[i])
 
     def _mark_unsync(self, sp: ShadowPage, i: int) -> None:
         if i in sp.unsync_child_bitmap:
@@ -884,7 +910,8 @@ class ShadowMmu:
         sp.unsync = True
         for parent, j in list(sp.parent_ptes):
             self._mark_unsync(parent, j)
-        self._log("unsync", sp.role.level, f"{sp!r}")
+        if self.tracing:
+            self._log("unsync", sp.role.level, f"{sp!r}")
 
     def _rmap_remove(self, sp: ShadowPage, i: int) -> None:
         tr = sp.shadowed_translation.pop(i, None)
@@ -956,7 +983,8 @@ class ShadowMmu:
             del self.gfn_sps[sp.gfn]
         sp.role = sp.role.replace(invalid=1)
         self.stats["sp_zapped"] += 1
-        self._log("zap", sp.role.level, f"{sp!r}")
+        if self.tracing:
+            self._log("zap", sp.role.level, f"{sp!r}")
         if sp.root_count:
             for vc in self.vcpus:
                 vc.req_free_obsolete = True
@@ -1053,7 +1081,8 @@ class ShadowMmu:
         self._set_spte(sp, i, res.spte)
         if res.writable and slot is not None and slot.dirty_logging:
             self.kvm.mark_page_dirty(gfn, slot.as_id)
-        self._log("sync", 1, f"SPTE {i} of {sp!r} redone from gpte {gpte:#x}", res.spte)
+        if self.tracing:
+            self._log("sync", 1, f"SPTE {i} of {sp!r} redone from gpte {gpte:#x}", res.spte)
         return 1
 
     def _sync_page_check(self, vc: ShadowVcpu, sp: ShadowPage) -> bool:
@@ -1165,9 +1194,14 @@ class ShadowMmu:
         root = vc.mmu.root
         if root.hpa is None:
             return HwResult(None, None, "not_present")
-        return hw_translate_shadow(self.host, self.fmt, root.hpa, vc.mmu.root_role.level, gva,
-                                   access, cr4_smep=vc.cpu.smep, cr4_smap=vc.cpu.smap,
-                                   rflags_ac=vc.cpu.ac)
+        # hw_translate_shadow, with its CpuState built once per root and
+        # guest SMEP/SMAP/AC rather than at every access (the test suite
+        # checks that the two agree).
+        cpu = vc.cpu
+        hw_cpu = _hw_cpu_state(root.hpa, vc.mmu.root_role.level, cpu.smep, cpu.smap, cpu.ac,
+                               self.host.maxphyaddr)
+        t = translate(self.host.mem, hw_cpu, gva, access)
+        return _from_translate(t, access & ACCESS_WRITE, self.fmt)
 
     def access(self, vc: ShadowVcpu, gva: int, access: int = 0) -> AccessResult:
         """One guest access: the CPU walks the shadow tables; on a fault KVM runs.
@@ -1237,11 +1271,14 @@ class ShadowMmu:
         write = bool(access & ACCESS_WRITE)
         user = bool(access & ACCESS_USER)
         w = self.guest_walk(vc, gva, access)
-        self._log("guest walk", None, f"gva {gva:#x} access {access:#x}")
-        for level, gpa, gpte in w.result.trace:
-            self._log("guest walk", level, f"gpte at gpa {gpa:#x}", gpte)
+        if self.tracing:
+            self._log("guest walk", None, f"gva {gva:#x} access {access:#x}")
+            for level, gpa, gpte in w.result.trace:
+                self._log("guest walk", level, f"gpte at gpa {gpa:#x}", gpte)
         if w.result.fault is not None:
-            self._log("inject", w.result.level, f"#PF error code {w.result.fault.error_code:#x}")
+            if self.tracing:
+                self._log("inject", w.result.level,
+                          f"#PF error code {w.result.fault.error_code:#x}")
             return AccessResult("fault", fault=w.result.fault)
         slot = self.kvm.gfn_to_memslot(w.gfn, vc.vcpu.as_id)
         if write and self.gfn_write_tracked(w.gfn):
@@ -1258,7 +1295,9 @@ class ShadowMmu:
             # ...and, as the page is now a kernel page, not executable under SMEP.
             if cpu.smep and "smep_keeps_exec" not in self.bugs:
                 pte_access &= ~ACC_EXEC_MASK
-            self._log("CR0.WP=0", w.level, f"rights {_acc_str(unfixed)} -> {_acc_str(pte_access)}")
+            if self.tracing:
+                self._log("CR0.WP=0", w.level,
+                          f"rights {_acc_str(unfixed)} -> {_acc_str(pte_access)}")
         direct_access = unfixed if "wp0_fixup_after_role" in self.bugs else pte_access
         if "direct_access_from_parents" in self.bugs:
             direct_access = w.pt_access[w.level]
@@ -1337,7 +1376,8 @@ class ShadowMmu:
             spte = make_mmio_spte(self.fmt, gfn, pte_access,
                                   self.kvm.generation & MMIO_SPTE_GEN_MASK)
             self._set_spte(sp, i, spte)
-            self._log("MMIO SPTE", 1, f"SPTE {i} of {sp!r}", spte)
+            if self.tracing:
+                self._log("MMIO SPTE", 1, f"SPTE {i} of {sp!r}", spte)
             return "emulate"
         pfn = slot.gfn_to_hfn(gfn)
         was_rmapped = False
@@ -1362,9 +1402,11 @@ class ShadowMmu:
         sp.shadowed_translation[i] = (gfn, pte_access)
         if not was_rmapped:
             self.rmap.setdefault(gfn, set()).add((sp, i))
-        self._log("prefetch" if prefetch else "SPTE", 1,
-                  f"SPTE {i} of {sp!r}: gfn {gfn:#x} -> pfn {pfn:#x}, rights "
-                  f"{_acc_str(pte_access)}{' (write-protected)' if res.wrprot else ''}", res.spte)
+        if self.tracing:
+            self._log("prefetch" if prefetch else "SPTE", 1,
+                      f"SPTE {i} of {sp!r}: gfn {gfn:#x} -> pfn {pfn:#x}, rights "
+                      f"{_acc_str(pte_access)}{' (write-protected)' if res.wrprot else ''}",
+                      res.spte)
         return "emulate" if res.wrprot and write_fault else "ok"
 
     def _pte_prefetch(self, vc: ShadowVcpu, sp: ShadowPage, i: int) -> None:

@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
+from operator import itemgetter
 
 from .cpu import CpuState, PagingMode
 from .faults import Fault, WalkError, fault_for
@@ -79,6 +80,8 @@ _RSVD_FAULT = int(PFERR.RSVD | PFERR.P)
 _PTE32_ADDR = PTE32.ADDR.mask
 _UNPACK = {4: struct.Struct("<I").unpack_from, 8: struct.Struct("<Q").unpack_from}
 _PTE64_ADDR = PTE64.ADDR.mask
+
+_tuple_new = tuple.__new__
 
 #: Where the four PAE PDPTEs live: CR3 bits 31:5.
 PAE_CR3_PDPT_MASK = 0xFFFF_FFE0
@@ -396,8 +399,7 @@ def update_accessed_dirty_bits(
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TranslateResult:
+class TranslateResult(tuple):
     """The result of :func:`translate`.
 
     Parameters
@@ -416,13 +418,114 @@ class TranslateResult:
         reached, 0 otherwise. On a successful non-write access to a leaf
         with D=0, WRITE is removed, as KVM's ``protect_clean_gpte`` does, so
         that a later write walks again and sets D.
+
+    Notes
+    -----
+    An immutable record, read through its five attributes. Two results are
+    equal when those five are. Underneath it is a tuple (as
+    ``os.stat_result`` is), because a tuple is what Python builds fastest;
+    its items are an implementation detail. The fast path of
+    :func:`translate` does not build ``trace``: it keeps the CR3 table and
+    the entry values it read, and ``trace`` works out the entry addresses
+    from them, and from the address, whenever it is asked for
+    (``_record_trace``); on an inline success ``access_rights`` too is
+    worked out from the entries (``_record_rights``). What was read never
+    changes, so neither do they.
     """
 
-    gpa: int | None
-    fault: Fault | None
-    level: int | None
-    trace: tuple[tuple[int, int, int], ...] = ()
-    access_rights: int = 0
+    __slots__ = ()
+    __match_args__ = ("gpa", "fault", "level", "trace", "access_rights")
+
+    def __new__(
+        cls,
+        gpa: int | None,
+        fault: Fault | None,
+        level: int | None,
+        trace: tuple[tuple[int, int, int], ...] = (),
+        access_rights: int = 0,
+    ) -> TranslateResult:
+        return _tuple_new(cls, (gpa, fault, level, access_rights, tuple(trace)))
+
+    gpa = property(itemgetter(0), doc="The guest-physical address, or None.")
+    fault = property(itemgetter(1), doc="The guest exception, or None.")
+    level = property(itemgetter(2), doc="Level of the leaf, or where the walk stopped.")
+
+    @property
+    def access_rights(self) -> int:
+        """The page's ACC rights (0 if no leaf was reached)."""
+        acc = tuple.__getitem__(self, 3)
+        if acc is None:
+            return _record_rights(self)
+        return acc
+
+    @property
+    def trace(self) -> tuple[tuple[int, int, int], ...]:
+        """The entries read, as ``(level, entry gpa, entry value)``, top down."""
+        if tuple.__len__(self) == 5:
+            return tuple.__getitem__(self, 4)
+        return _record_trace(self)
+
+    def _fields(self) -> tuple:
+        return (self.gpa, self.fault, self.level, self.trace, self.access_rights)
+
+    # Compare by fields, and never as a tuple (which would let tuple's
+    # comparison answer for a bare tuple).
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not TranslateResult:
+            return False if isinstance(other, tuple) else NotImplemented
+        return self._fields() == other._fields()
+
+    def __ne__(self, other: object) -> bool:
+        if type(other) is not TranslateResult:
+            return True if isinstance(other, tuple) else NotImplemented
+        return self._fields() != other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        names = ("gpa", "fault", "level", "trace", "access_rights")
+        return "TranslateResult(" + ", ".join(
+            f"{n}={v!r}" for n, v in zip(names, self._fields())) + ")"
+
+    def __reduce__(self):
+        return (TranslateResult, self._fields())
+
+
+def _record_trace(result: TranslateResult) -> tuple[tuple[int, int, int], ...]:
+    """The trace of a result built by the fast path.
+
+    Such a result holds, after its four public items, ``(root level, root
+    table)``, the address, and the values of the entries read from the root
+    down. Each entry's address is its table (the root, then the address bits
+    of the entry above) plus eight times the index that the address selects
+    at that level: the same sums the walk made.
+    """
+    (level, table), gva, *values = tuple.__getitem__(result, slice(4, None))
+    trace: list[tuple[int, int, int]] = []
+    for value in values:
+        trace.append((level, table + 8 * ((gva >> (3 + 9 * level)) & 511), value))
+        table = value & _PTE64_ADDR
+        level -= 1
+    return tuple(trace)
+
+
+def _record_rights(result: TranslateResult) -> int:
+    """The ACC rights of a successful result built by the fast path.
+
+    The fast path finishes inline only walks whose leaf has D set when the
+    access is a write, so the rights follow from the entries alone: W and U
+    ANDed over them, EXEC unless one has NX, and W dropped when the leaf is
+    clean (``protect_clean_gpte``).
+    """
+    both, ored = _ALL_ONES, 0
+    for value in tuple.__getitem__(result, slice(6, None)):
+        both &= value
+        ored |= value
+    acc = (both & int(ACC.WRITE | ACC.USER)) | (int(ACC.EXEC) if ored < _NX else 0)
+    if not value & _D:
+        acc &= _NOT_ACC_WRITE
+    return acc
 
 
 def check_access(access: object, allowed: int = ACCESS_MASK) -> int:
@@ -599,18 +702,12 @@ def translate(
     # Four- and five-level paging take a fast path with the same answers
     # (see "The fast path" below); everything else, and any argument that
     # needs checking or converting, goes through translate_clear.
-    if type(cpu) is CpuState and type(gva) is int and type(access) is int:
-        try:
-            walk = cpu._fast_walk  # type: ignore[attr-defined]
-        except AttributeError:
-            walk = _fast_walk(cpu)
-        if (
-            walk is not None
-            and type(mem) is GuestMemory
-            and 0 <= gva < _GVA_LIMIT
-            and access in _ACCESSES
-        ):
-            return walk(mem, gva, access)
+    try:
+        walk = cpu._fast_walk  # type: ignore[attr-defined]
+    except AttributeError:
+        walk = _fast_walk(cpu)
+    if walk is not None and type(mem) is GuestMemory and int is type(gva) is type(access):
+        return walk(mem, gva, access)
     return translate_clear(mem, cpu, gva, access)
 
 
@@ -675,18 +772,32 @@ def result_from_walk(walk: Walk, access: int, ctx: WalkContext) -> TranslateResu
 #
 # walk_addr_generic above is the definition: one loop for every format, the
 # checks spelled out. Most of its time goes on generality (looking up the
-# format's masks, the loop itself, building a Walk and then a
-# TranslateResult, the keyword call to permission_fault), not on the walk.
-# For long mode, _fast_walk builds, once per CpuState, a closure with every
-# constant bound (root, reserved-bit masks, the permission byte of each
-# access) whose walk is written out level by level, as the C of
-# paging_tmpl.h would be after unrolling. Per level it reads the entry
-# (step 2) and makes one test that sends every entry that is not a plain
-# present table entry (not present, reserved bit, bit 7) to stopped(), which
-# finishes steps 3 to 8 as walk_addr_generic does. A plain 4 KiB leaf that
-# the access may use is finished inline. A table outside memory (IndexError
-# from the word view) is rare enough to hand to translate_clear: nothing has
-# been written yet.
+# format's masks, the loop itself, building a Walk and then a result, the
+# keyword call to permission_fault), not on the walk. For long mode,
+# _fast_walk builds, once per set of register values, a closure with every
+# constant bound (the root, the reserved-bit masks, the permission byte of
+# each access). In four-level paging its walk is written out level by level
+# (walk4), as the C of paging_tmpl.h would be after unrolling; five-level
+# paging makes the same reads and tests in a loop (walk5).
+#
+# Per level walk4 reads the entry (step 2) through a view of guest memory as
+# 64-bit words, and makes one test, "are the bits that matter exactly P?".
+# An entry that is not a plain present table entry (not present, a reserved
+# bit, bit 7) fails it. A plain 2 MiB or 1 GiB leaf, or a plain 4 KiB leaf,
+# that the access may use with every A bit (and, for a write, D) already
+# set, is finished inline. Everything else goes to stopped(), which takes
+# steps 3 to 8 as walk_addr_generic does. A table outside memory
+# (IndexError from the word view) is rare enough to hand to translate_clear:
+# nothing has been written yet.
+#
+# Profiling showed that much of the rest went on building the result: a
+# frozen dataclass, its trace of (level, gpa, value) triples, the rights.
+# The fast path builds one flat tuple instead: the four public fields, then
+# a record of what was read, (root level, root), the address and the entry
+# values. TranslateResult.trace rebuilds the triples from the record when
+# asked (_record_trace), and access_rights, left as None by an inline
+# finish, is worked out from the entries (_record_rights). Both are
+# recomputed at each access: the record is immutable, so they never change.
 
 _GVA_LIMIT = 1 << 64
 _ALL_ONES = (1 << 64) - 1
@@ -694,7 +805,7 @@ _NX = PTE64.XD.bit
 _P = PTE64.P.bit
 _A = PTE64.A.bit
 _D = PTE64.D.bit
-_INDEX_BITS = 511 << 3  # a 9-bit index, already multiplied by the entry size
+_NOT_ACC_WRITE = ~_ACC_WRITE
 _PFEC_INDEX = int(PFERR.W | PFERR.U | PFERR.F)
 _NOT_SMAP = int(PFERR.RSVD)
 _PERM_FAULT = int(PFERR.P)
@@ -707,29 +818,35 @@ _ACCESSES = frozenset(
     for i in (0, ACCESS_IMPLICIT)
 )
 
-_new = object.__new__
-
-
-def _result(gpa, fault, level, trace, access_rights) -> TranslateResult:
-    """``TranslateResult(gpa, fault, level, trace, access_rights)``, built
-    without the frozen dataclass's ``__init__`` (which costs as much as a
-    four-level walk): the same fields in the instance dictionary."""
-    result = _new(TranslateResult)
-    result.__dict__.update(
-        gpa=gpa, fault=fault, level=level, trace=trace, access_rights=access_rights
-    )
-    return result
-
 
 def _fast_walk(cpu: CpuState):
     """The fast walker for ``cpu``, or None; remembered on ``cpu``.
 
     ``walk(mem, gva, access)`` returns what ``translate_clear`` returns, for
-    a ``gva`` in ``[0, 2**64)`` and a valid ``access``.
+    a ``GuestMemory``, and an int ``gva`` and ``access`` (it hands anything
+    it does not handle, including bad values, to ``translate_clear``).
+    Equal CpuStates share one walker.
     """
-    walk = _make_fast_walk(cpu) if cpu.mode.long_mode and _LITTLE_ENDIAN else None
+    if type(cpu) is not CpuState:
+        if isinstance(cpu, CpuState):
+            object.__setattr__(cpu, "_fast_walk", None)
+        return None
+    walk = None
+    if cpu.mode.long_mode and _LITTLE_ENDIAN:
+        walk = _shared_fast_walk(tuple(getattr(cpu, name) for name in _CPU_FIELDS))
     object.__setattr__(cpu, "_fast_walk", walk)
     return walk
+
+
+_CPU_FIELDS = tuple(f.name for f in fields(CpuState))
+
+
+@lru_cache(maxsize=1024)
+def _shared_fast_walk(values: tuple):
+    """One walker per distinct set of register values, ``values`` in the
+    order of CpuState's fields (the MMU models build a new, equal CpuState
+    for each access)."""
+    return _make_fast_walk(CpuState(**dict(zip(_CPU_FIELDS, values))))
 
 
 _LITTLE_ENDIAN = GuestMemory(8)._word_view() is not None
@@ -740,18 +857,31 @@ def _make_fast_walk(cpu: CpuState):
     fmt = ctx.fmt
     assert fmt is PTTYPE64 and ctx.have_ad and not ctx.rsvd.bad_mt_xwr
     root = root_table(cpu)
+    root_index = root >> 3  # the root table, as an index into the word view
     five_level = ctx.root_level == 5
+    start = (ctx.root_level, root)  # where a result's record of the walk begins
     addr = fmt.base_addr_mask
-    # Reserved bits by [bit 7][level], and the bits that stop the plain
-    # descent at each level: P clear, a reserved bit, or bit 7 above level 1.
+    # Reserved bits by [bit 7][level]. An entry's bits under stopN must read
+    # exactly P (present, no reserved bit, and bit 7 clear above level 1)
+    # for the walk to go on to the next level.
     rsvd = ((0,) + ctx.rsvd.rsvd_bits_mask[0], (0,) + ctx.rsvd.rsvd_bits_mask[1])
-    stop5, stop4, stop3, stop2, stop1 = (
-        _P | rsvd[0][lv] | (_PS if lv > 1 else 0) for lv in (5, 4, 3, 2, 1)
-    )
+    stops = (None,) + tuple(_P | rsvd[0][lv] | (_PS if lv > 1 else 0) for lv in range(1, 6))
+    _, stop1, stop2, stop3, stop4, _ = stops
+    # A 1 GiB or 2 MiB leaf: its bits under bigN must read exactly P|PS
+    # (present, bit 7, no reserved bit of a large page). Where bit 7 is
+    # itself reserved (1 GiB pages without gbpages) nothing equals None.
+    big3, big2 = _P | _PS | rsvd[1][3], _P | _PS | rsvd[1][2]
+    big3_ok = None if rsvd[1][3] & _PS else _P | _PS
+    big2_ok = None if rsvd[1][2] & _PS else _P | _PS
     leaf_mask = ctx._leaf_mask  # type: ignore[attr-defined]
     offset_mask = ctx._offset_mask  # type: ignore[attr-defined]
     # Step 6: the permission byte of each access (RFLAGS.AC folded in as
-    # permission_fault does), and the protection-key inputs.
+    # permission_fault does), and the protection-key inputs. inline_perm is
+    # the byte the inline test uses, indexed by W and U alone: that is
+    # enough for any access but a fetch (only a fetch looks at EXEC). For a
+    # fetch, or when protection keys are on, it is 0xFF: no leaf passes the
+    # inline test, and stopped() decides. Its keys are also the test of a
+    # valid access.
     rflags_ac = cpu.ac
     pkru = cpu.pkru
     pkru_mask = ctx.pkru_mask
@@ -762,34 +892,46 @@ def _make_fast_walk(cpu: CpuState):
         if rflags_ac and not access & ACCESS_IMPLICIT:
             pfec |= _NOT_SMAP
         perm_byte[access] = permissions[pfec >> 1]
+    inline_perm = {
+        a: 0xFF if pkru_mask or a & ACCESS_FETCH else p for a, p in perm_byte.items()
+    }
     has_pferr_fetch = ctx.has_pferr_fetch
     # The canonical range: below half_low, or at or above half_high.
     half_low = 1 << (cpu.linear_address_bits - 1)
     half_high = _GVA_LIMIT - half_low
 
-    faults: dict[tuple, Fault] = {}  # the same few faults recur; they are values
+    # The same few faults recur, and Faults are values: one of each.
+    faults: dict[tuple[int, int, int], Fault] = {}
 
-    def page_fault(reason, access, level, trace, acc=0, errcode=0):
-        key = (reason, access, level, errcode)
+    def fault_result(reason, access, level, record, acc=0, errcode=0):
+        key = (access, level, errcode)  # errcode tells the three reasons apart
         fault = faults.get(key)
         if fault is None:
             fault = faults[key] = fault_for(
                 reason, access, has_pferr_fetch=has_pferr_fetch, perm_errcode=errcode,
                 level=level,
             )
-        return _result(None, fault, level, trace, acc)
+        return _tuple_new(TranslateResult, (None, fault, level, acc) + record)
 
-    def stopped(mem, gva, access, level, pte, pte_access, trace):
-        """Steps 4 to 8 for an entry that stopped the plain descent."""
+    def stopped(mem, gva, access, level, entries):
+        """Steps 3 to 8, as walk_addr_generic takes them, for a walk that the
+        plain path does not finish; ``entries`` are the values read, from the
+        root down to where it stopped."""
+        pte = entries[-1]
+        record = (start, gva) + entries
         # Step 4: present, then reserved bits.
         if not pte & _P:
-            return page_fault(WalkError.NOT_PRESENT, access, level, trace)
+            return fault_result(WalkError.NOT_PRESENT, access, level, record)
         if pte & rsvd[(pte >> 7) & 1][level]:
-            return page_fault(WalkError.RSVD, access, level, trace, 0, _RSVD_FAULT)
+            return fault_result(WalkError.RSVD, access, level, record, 0, _RSVD_FAULT)
         # Step 5: what is left is a leaf (bit 7 above level 1, or level 1).
-        # Step 6: ACC is W and U as ANDed, EXEC where no entry had NX (bit
-        # 63 of pte_access, which holds NX inverted); P is 1 on every entry.
-        acc = (pte_access & 6) | (pte_access >> 63)
+        # Step 3, then 6: W, U and A ANDed over the entries, NX ORed. ACC is
+        # W and U, and EXEC (1) unless some entry has NX.
+        both = ored = pte
+        for entry in entries:
+            both &= entry
+            ored |= entry
+        acc = (both & 6) | (ored < _NX)
         if pkru_mask:
             errcode = permission_fault(
                 permissions, pkru_mask, pte_access=acc, pte_pkey=fmt.gpte_pkey(pte),
@@ -798,91 +940,94 @@ def _make_fast_walk(cpu: CpuState):
         else:
             errcode = _PERM_FAULT if (perm_byte[access] >> acc) & 1 else 0
         if errcode:
-            return page_fault(WalkError.PERMISSION, access, level, trace, acc, errcode)
+            return fault_result(WalkError.PERMISSION, access, level, record, acc, errcode)
         # Step 7, and protect_clean_gpte.
         gpa = (pte & leaf_mask[level]) | (gva & offset_mask[level])
         write = access & _W
         if not write and not pte & _D:
-            acc &= ~_ACC_WRITE
+            acc &= _NOT_ACC_WRITE
+        result = _tuple_new(TranslateResult, (gpa, None, level, acc) + record)
         # Step 8: A/D, only when a bit is missing.
-        if not pte_access & _A or (write and not pte & _D):
-            update_accessed_dirty_bits(mem, fmt, list(trace), bool(write))
-        result = _new(TranslateResult)  # _result(gpa, None, level, trace, acc), inline
-        result.__dict__.update(gpa=gpa, fault=None, level=level, trace=trace, access_rights=acc)
+        if not both & _A or (write and not pte & _D):
+            update_accessed_dirty_bits(mem, fmt, list(result.trace), bool(write))
         return result
 
-    def walk(mem: GuestMemory, gva: int, access: int) -> TranslateResult:
-        if half_low <= gva < half_high:
-            fault = fault_for(WalkError.NON_CANONICAL, access, has_pferr_fetch=has_pferr_fetch)
-            return TranslateResult(None, fault, None)
+    def walk5(mem: GuestMemory, gva: int, access: int) -> TranslateResult:
+        """Five-level paging: the same reads and test, in a loop; stopped()
+        finishes every walk."""
+        if (
+            not 0 <= gva < half_low and not half_high <= gva < _GVA_LIMIT
+            or access not in inline_perm
+        ):
+            # Not canonical (#GP), or a bad address or access (ValueError).
+            return translate_clear(mem, cpu, gva, access)
         words = mem._words or mem._word_view()
+        table = root_index
+        entries: list[int] = []
         try:
-            # Each level: the entry's gpa (table + index * 8) and value, then
-            # one test for anything unusual. The rights (NX inverted, ANDed)
-            # are only computed where they are used.
-            if five_level:
-                e5 = root + ((gva >> 45) & _INDEX_BITS)
-                p5 = words[e5 >> 3]
-                top = ((5, e5, p5),)
-                if (p5 ^ _P) & stop5:
-                    return stopped(mem, gva, access, 5, p5, p5 ^ _NX, top)
-                table = p5 & addr
-            else:
-                table = root
-                p5 = _ALL_ONES ^ _NX  # p5 ^ _NX: all ones, for the rights below
-                top = ()
-            e4 = table + ((gva >> 36) & _INDEX_BITS)
-            p4 = words[e4 >> 3]
-            if (p4 ^ _P) & stop4:
-                rights = (p5 ^ _NX) & (p4 ^ _NX)
-                return stopped(mem, gva, access, 4, p4, rights, top + ((4, e4, p4),))
-            e3 = (p4 & addr) + ((gva >> 27) & _INDEX_BITS)
-            p3 = words[e3 >> 3]
-            if (p3 ^ _P) & stop3:
-                rights = (p5 ^ _NX) & (p4 ^ _NX) & (p3 ^ _NX)
-                trace = top + ((4, e4, p4), (3, e3, p3))
-                return stopped(mem, gva, access, 3, p3, rights, trace)
-            e2 = (p3 & addr) + ((gva >> 18) & _INDEX_BITS)
-            p2 = words[e2 >> 3]
-            if (p2 ^ _P) & stop2:
-                rights = (p5 ^ _NX) & (p4 ^ _NX) & (p3 ^ _NX) & (p2 ^ _NX)
-                trace = top + ((4, e4, p4), (3, e3, p3), (2, e2, p2))
-                return stopped(mem, gva, access, 2, p2, rights, trace)
-            e1 = (p2 & addr) + ((gva >> 9) & _INDEX_BITS)
-            p1 = words[e1 >> 3]
+            for level in (5, 4, 3, 2, 1):
+                pte = words[table + ((gva >> (3 + 9 * level)) & 511)]
+                entries.append(pte)
+                if level == 1 or pte & stops[level] != _P:
+                    break
+                table = (pte & addr) >> 3
         except IndexError:  # a table outside guest memory
             return translate_clear(mem, cpu, gva, access)
-        trace = ((4, e4, p4), (3, e3, p3), (2, e2, p2), (1, e1, p1))
-        # Step 6 with the rights kept apart: W, U and A ANDed over the
-        # entries, NX ORed. ACC is W and U, and EXEC unless some NX was set.
-        both = p4 & p3 & p2 & p1
-        ored = p4 | p3 | p2 | p1
-        if five_level:
-            trace = top + trace
-            both &= p5
-            ored |= p5
-        acc = (both & 6) | (ored < _NX)  # EXEC (1) unless some entry has NX
-        # Anything but a present, reserved-bit-free 4 KiB leaf that the
-        # access may use without protection keys goes the general way, as
-        # does a write to a clean page (it sets D).
-        if (
-            (p1 ^ _P) & stop1
-            or pkru_mask
-            or (perm_byte[access] >> acc) & 1
-            or (access & _W and not p1 & _D)
-        ):
-            pte_access = (p5 ^ _NX) & (p4 ^ _NX) & (p3 ^ _NX) & (p2 ^ _NX) & (p1 ^ _NX)
-            return stopped(mem, gva, access, 1, p1, pte_access, trace)
-        # Step 7; protect_clean_gpte (a read of a clean page drops W).
-        gpa = (p1 & _PTE64_ADDR) | (gva & 0xFFF)
-        if not p1 & _D:
-            acc &= ~_ACC_WRITE
-        # Step 8: only A can be missing here.
-        if not both & _A:
-            update_accessed_dirty_bits(mem, fmt, list(trace), False)
-        # _result(gpa, None, 1, trace, acc), inline.
-        result = _new(TranslateResult)
-        result.__dict__.update(gpa=gpa, fault=None, level=1, trace=trace, access_rights=acc)
-        return result
+        return stopped(mem, gva, access, level, tuple(entries))
 
-    return walk
+    def walk4(mem: GuestMemory, gva: int, access: int) -> TranslateResult:
+        """Four-level paging, unrolled."""
+        if not 0 <= gva < half_low and not half_high <= gva < _GVA_LIMIT:
+            # Not canonical (#GP), or not an address at all (ValueError).
+            return translate_clear(mem, cpu, gva, access)
+        try:
+            perm = inline_perm[access]
+        except KeyError:  # not an access: translate_clear says why
+            return translate_clear(mem, cpu, gva, access)
+        words = mem._words or mem._word_view()
+        try:
+            # Step 2 at each level: the entry, at index (table >> 3) plus the
+            # 9 bits of gva for the level, in the word view; then the test.
+            p4 = words[root_index + ((gva >> 39) & 511)]
+            if p4 & stop4 != _P:
+                return stopped(mem, gva, access, 4, (p4,))
+            p3 = words[((p4 & addr) >> 3) + ((gva >> 30) & 511)]
+            if p3 & stop3 != _P:
+                if p3 & big3 != big3_ok:
+                    return stopped(mem, gva, access, 3, (p4, p3))
+                # A 1 GiB page: finished below.
+                level, leaf, entries, both = 3, p3, (p4, p3), p4 & p3
+            else:
+                p2 = words[((p3 & addr) >> 3) + ((gva >> 21) & 511)]
+                if p2 & stop2 != _P:
+                    if p2 & big2 != big2_ok:
+                        return stopped(mem, gva, access, 2, (p4, p3, p2))
+                    # A 2 MiB page: finished below.
+                    level, leaf, entries, both = 2, p2, (p4, p3, p2), p4 & p3 & p2
+                else:
+                    p1 = words[((p2 & addr) >> 3) + ((gva >> 12) & 511)]
+                    # A 4 KiB page. Anything but a present, reserved-bit-free
+                    # leaf, that the access may use by the W and U bits ANDed
+                    # over the entries (steps 3 and 6), with A set everywhere
+                    # and, for a write, D in the leaf, goes the general way.
+                    if p1 & stop1 != _P:
+                        return stopped(mem, gva, access, 1, (p4, p3, p2, p1))
+                    both = p4 & p3 & p2 & p1
+                    if (perm >> (both & 6)) & 1 or not both & _A or (access & _W and not p1 & _D):
+                        return stopped(mem, gva, access, 1, (p4, p3, p2, p1))
+                    # Step 7; step 8 has nothing to do. The ACC rights are
+                    # left for the result to work out (_record_rights).
+                    return _tuple_new(TranslateResult, (
+                        (p1 & _PTE64_ADDR) | (gva & 0xFFF), None, 1, None, start, gva,
+                        p4, p3, p2, p1,
+                    ))
+        except IndexError:  # a table outside guest memory
+            return translate_clear(mem, cpu, gva, access)
+        # A 2 MiB or 1 GiB page, as a 4 KiB page above.
+        if (perm >> (both & 6)) & 1 or not both & _A or (access & _W and not leaf & _D):
+            return stopped(mem, gva, access, level, entries)
+        return _tuple_new(TranslateResult, (
+            (leaf & leaf_mask[level]) | (gva & offset_mask[level]), None, level, None, start, gva
+        ) + entries)
+
+    return walk5 if five_level else walk4

@@ -130,18 +130,50 @@ def image(seed: int, mode: str):
     return rng, random_image(rng, entry_bytes, size), random_cpu(rng, mode)
 
 
+FIELDS = ("gpa", "fault", "level", "trace", "access_rights")
+
+
+def fields(r) -> tuple:
+    """Every field of a result, read through its attributes (the lazy ones too)."""
+    return tuple(getattr(r, name) for name in FIELDS)
+
+
+def assert_same_result(fast, clear, where: str) -> None:
+    """Equal field by field, and alike in every other way a caller can see."""
+    assert type(fast) is type(clear), where
+    for name in FIELDS:
+        assert getattr(fast, name) == getattr(clear, name), f"{name}: {where}"
+        assert type(getattr(fast, name)) is type(getattr(clear, name)), f"{name}: {where}"
+    assert fast == clear and not fast != clear, where
+    assert hash(fast) == hash(clear) and repr(fast) == repr(clear), where
+    again = pickle.loads(pickle.dumps(fast))
+    assert again == clear and fields(again) == fields(clear), where
+
+
 @pytest.mark.parametrize("mode", MODES)
 @settings(max_examples=30, derandomize=True, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_translate_fast_path_equals_clear(mode, seed):
     rng, mem, cpu = image(seed, mode)
     fast_mem, clear_mem = mem.copy(), mem.copy()
+    pairs = []
     for gva in random_gvas(rng, mode, 40):
         access = rng.choice(ACCESSES)
-        fast = translate(fast_mem, cpu, gva, access)
-        clear = translate_clear(clear_mem, cpu, gva, access)
-        assert fast == clear, f"seed={seed} gva={gva:#x} access={access:#x}"
-        assert fast_mem == clear_mem, f"memory differs: seed={seed} gva={gva:#x}"
+        # Twice: the first walk of a path often sets A bits (the general
+        # way); the second then finds them set, as most walks do.
+        for again in (False, True):
+            fast = translate(fast_mem, cpu, gva, access)
+            clear = translate_clear(clear_mem, cpu, gva, access)
+            where = f"seed={seed} gva={gva:#x} access={access:#x} again={again}"
+            assert_same_result(fast, clear, where)
+            assert fast_mem == clear_mem, f"memory differs: {where}"
+            pairs.append((fast, clear, where))
+    # The fast path's trace and rights are worked out when asked for, from
+    # what the walk read: later walks (which set A/D bits) and writes to
+    # memory must not change them.
+    fast_mem.write(0, bytes(rng.getrandbits(8) for _ in range(fast_mem.size)))
+    for fast, clear, where in pairs:
+        assert fields(fast) == fields(clear), where
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -228,3 +260,55 @@ def test_memory_with_a_word_view_still_copies_and_pickles():
         other.write64(0x1000, 0x5678)
         assert mem.read64(0x1000) == 0x1234
         assert translate(other, cpu, 0) == translate_clear(other.copy(), cpu, 0)
+
+
+def test_translate_result_is_an_immutable_record():
+    """The result is read through five attributes, compares by them (however
+    it was built), cannot be changed, and copies and pickles as itself."""
+    from refimpl.walker import TranslateResult
+
+    r = TranslateResult(0x1000, None, 1, ((4, 0x8, 0x1003),), 7)
+    assert fields(r) == (0x1000, None, 1, ((4, 0x8, 0x1003),), 7)
+    assert fields(TranslateResult(gpa=5, fault=None, level=None)) == (5, None, None, (), 0)
+    assert r == TranslateResult(0x1000, None, 1, [(4, 0x8, 0x1003)], 7)  # the trace as a tuple
+    for other in (TranslateResult(0x1001, None, 1, ((4, 0x8, 0x1003),), 7),
+                  TranslateResult(0x1000, None, 2, ((4, 0x8, 0x1003),), 7),
+                  TranslateResult(0x1000, None, 1, ((4, 0x8, 0x1007),), 7),
+                  TranslateResult(0x1000, None, 1, ((4, 0x8, 0x1003),), 5)):
+        assert r != other and not r == other
+    assert r != (0x1000, None, 1, 7, ((4, 0x8, 0x1003),))  # not equal to a bare tuple
+    for name in FIELDS:
+        with pytest.raises(AttributeError):
+            setattr(r, name, 0)
+    assert repr(r) == ("TranslateResult(gpa=4096, fault=None, level=1, "
+                       "trace=((4, 8, 4099),), access_rights=7)")
+    for c in (copy.copy(r), copy.deepcopy(r), pickle.loads(pickle.dumps(r))):
+        assert c == r and fields(c) == fields(r)
+    # A result of the fast path: a 4 KiB page with A and D set, mapped by
+    # hand (CR3 = 0x1000; PML4E, PDPTE, PDE, PTE at index 0 of frames 1-4).
+    mem = GuestMemory(0x6000)
+    for table in range(1, 4):
+        mem.write64(table << 12, ((table + 1) << 12) | 0x67)  # P W U A D
+    mem.write64(0x4000, 0x5000 | 0x63)  # P W A D, supervisor
+    cpu = CpuState(cr0=0x8001_0001, cr3=0x1000, cr4=0x20, efer=0x500)
+    fast = translate(mem, cpu, 0x123)
+    assert fast.trace == ((4, 0x1000, 0x2067), (3, 0x2000, 0x3067), (2, 0x3000, 0x4067),
+                          (1, 0x4000, 0x5063))
+    assert (fast.gpa, fast.fault, fast.level) == (0x5123, None, 1)
+    assert fast.access_rights == 0x3  # EXEC | WRITE: the PTE has no U
+    with pytest.raises(AttributeError):
+        fast.gpa = 0
+    assert pickle.loads(pickle.dumps(fast)) == fast == translate_clear(mem, cpu, 0x123)
+
+
+def test_equal_cpu_states_share_a_fast_walker():
+    """The MMU models build a new, equal CpuState per access: the walker is
+    made once per distinct register set, and differs when a register does."""
+    a = CpuState(cr0=0x8000_0001, cr3=0x1000, cr4=0x20, efer=0x500)
+    b = CpuState(cr0=0x8000_0001, cr3=0x1000, cr4=0x20, efer=0x500)
+    c = CpuState(cr0=0x8000_0001, cr3=0x2000, cr4=0x20, efer=0x500)
+    mem = GuestMemory(0x3000)
+    for cpu in (a, b, c):
+        translate(mem, cpu, 0)
+    assert a.__dict__["_fast_walk"] is b.__dict__["_fast_walk"]
+    assert a.__dict__["_fast_walk"] is not c.__dict__["_fast_walk"]

@@ -830,3 +830,49 @@ ShadowMachine.TestCase.settings = settings(
     derandomize=True,
 )
 TestShadowMachine = ShadowMachine.TestCase
+
+
+# ---------------------------------------------------------------------------
+# hw_walk against refimpl.mmu.hw_translate_shadow
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_hw_walk_is_hw_translate_shadow(mode):
+    """``ShadowMmu.hw_walk`` builds the CPU's registers once per root (and
+    guest SMEP/SMAP/AC) instead of at every access. Whatever it returns, and
+    whatever A/D bits it sets in the shadow tables, must be what
+    ``hw_translate_shadow`` returns and sets from the same memory."""
+    import dataclasses
+    import itertools
+
+    from refimpl.mmu import hw_translate_shadow
+
+    nx = 0 if mode is PagingMode.BITS32 else NX  # 32-bit entries have no NX
+    leaves = [P | W | U | A | D, P | A, P | U | A | nx, P | W | A, P | U | W]
+    for smep, smap, ac in itertools.product((False, True), repeat=3):
+        kvm, mem, pt, mmu = new_vm(mode)
+        gvas = GVAS[mode]
+        for k, gva in enumerate(gvas[:-2]):  # the last two stay unmapped
+            pt.map(gva, DATA + 0x1000 * k, leaf=leaves[k % len(leaves)])
+        cpu = regs(mode, smep=smep, smap=smap, cr3=pt.cr3)
+        cpu = dataclasses.replace(cpu, rflags=(1 << 18) if ac else 0)
+        vc = mmu.add_vcpu(cpu)
+        for gva in gvas[::2]:  # shadow half of them, with several rights
+            for acc in (0, ACCESS_WRITE, ACCESS_USER):
+                mmu.access(vc, gva, acc)
+        buf = kvm.host.mem.buffer
+        root = vc.mmu.root
+        compared = 0
+        for gva in gvas:
+            for acc in ACCESSES:
+                before = bytes(buf)
+                got = mmu.hw_walk(vc, gva, acc)
+                after = bytes(buf)
+                buf[:] = before
+                want = hw_translate_shadow(kvm.host, mmu.fmt, root.hpa, vc.mmu.root_role.level,
+                                           gva, acc, cr4_smep=smep, cr4_smap=smap, rflags_ac=ac)
+                assert got == want, (mode, smep, smap, ac, hex(gva), acc)
+                assert bytes(buf) == after, ("A/D bits differ", mode, hex(gva), acc)
+                compared += want.fault is None
+        assert compared, "no access went through the shadow tables"
