@@ -3,6 +3,10 @@
 This module is the stable public API (see ``refimpl-api.md`` in the book's
 API chapter): guest memory, the CPU state, and the three walks. Everything
 else lives in submodules (``refimpl.walker``, ``refimpl.ept``, ...).
+
+Bad arguments anywhere in the package raise ``TypeError`` or ``ValueError``
+naming the argument and what it allows, and change nothing; guest memory
+contents never raise. :mod:`refimpl.errors` states the contract in full.
 """
 
 from .batch import translate_batch

@@ -18,8 +18,14 @@ mask
 
 from __future__ import annotations
 
+from .errors import check_instance, check_int, check_items, check_range
+
 from dataclasses import dataclass, field
 from typing import Iterator
+
+
+#: One past the highest bit a :class:`Field` or :func:`bits` may name.
+MAX_BIT = 1024
 
 
 @dataclass(frozen=True)
@@ -48,9 +54,9 @@ class Field:
             v = getattr(self, arg)
             if not isinstance(v, int) or isinstance(v, bool):
                 raise TypeError(f"Field {self.name}: {arg} must be an int, got {v!r}")
-        if not 0 <= self.lo <= self.hi:
+        if not 0 <= self.lo <= self.hi < MAX_BIT:
             raise ValueError(
-                f"Field {self.name}: need 0 <= lo <= hi, got lo={self.lo}, hi={self.hi}"
+                f"Field {self.name}: need 0 <= lo <= hi < {MAX_BIT}, got lo={self.lo}, hi={self.hi}"
             )
 
     @property
@@ -72,6 +78,9 @@ class Field:
 
     def get(self, word: int) -> int:
         """The field's value in ``word``, shifted down to bit 0."""
+        word = check_int("word", word)
+        if word < 0:
+            raise ValueError(f"word must be >= 0, got {word}")
         return (word >> self.lo) & ((1 << self.width) - 1)
 
     def set(self, word: int, value: int) -> int:
@@ -82,6 +91,10 @@ class Field:
         ValueError
             If ``value`` does not fit in the field.
         """
+        word = check_int("word", word)
+        if word < 0:
+            raise ValueError(f"word must be >= 0, got {word}")
+        value = check_int("value", value)
         if not isinstance(value, int):
             raise TypeError(f"Field {self.name}: value must be an int, got {value!r}")
         value = int(value)
@@ -112,6 +125,13 @@ class Layout:
         Size of the word in bits.
     fields : tuple of Field
         The fields, in any order; they are kept sorted by ``lo``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``name`` not a str, ``width`` not in ``[1, MAX_BIT]``, ``fields``
+        not Field objects; fields that overlap, repeat a name or do not
+        fit in ``width`` bits.
     """
 
     name: str
@@ -119,7 +139,10 @@ class Layout:
     fields: tuple[Field, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        ordered = tuple(sorted(self.fields, key=lambda f: f.lo))
+        check_instance("name", self.name, str)
+        object.__setattr__(self, "width", check_range("width", self.width, 1, MAX_BIT + 1))
+        fields = check_items("fields", self.fields, Field)
+        ordered = tuple(sorted(fields, key=lambda f: f.lo))
         object.__setattr__(self, "fields", ordered)
         seen: dict[str, Field] = {}
         for f in ordered:
@@ -168,6 +191,7 @@ class Layout:
 
     def decode(self, word: int) -> dict[str, int]:
         """Every field's value in ``word``, by name."""
+        word = check_int("word", word)
         return {f.name: f.get(word) for f in self.fields}
 
     def encode(self, **values: int) -> int:
@@ -198,6 +222,8 @@ class Layout:
 
 def bits(lo: int, hi: int) -> int:
     """The mask of bits ``lo..hi`` inclusive (``bits(13, 20)`` for bits 20:13)."""
-    if not 0 <= lo <= hi:
-        raise ValueError(f"bits: need 0 <= lo <= hi, got lo={lo}, hi={hi}")
+    lo = check_int("lo", lo)
+    hi = check_int("hi", hi)
+    if not 0 <= lo <= hi < MAX_BIT:
+        raise ValueError(f"bits: need 0 <= lo <= hi < {MAX_BIT}, got lo={lo}, hi={hi}")
     return ((1 << (hi - lo + 1)) - 1) << lo

@@ -50,6 +50,7 @@ from .walker import (
     walk_addr_generic,
     walk_context,
 )
+from .errors import check_instance
 
 #: EPTP memory types the model accepts: uncacheable and write-back.
 EPTP_MEMORY_TYPES = (0, 6)
@@ -161,6 +162,7 @@ def ept_access_pfec(access: int) -> int:
     ---
     ``arch/x86/kvm/vmx/vmx.c`` (``handle_ept_violation``).
     """
+    access = check_int("access", access)
     pfec = access & (PFERR.W | PFERR.F)
     if not pfec:
         pfec = PFERR.U
@@ -275,6 +277,8 @@ def ept_violation_exit_qualification(fault: EptFault, *, hw_exit_qualification: 
     ``arch/x86/kvm/vmx/nested.c``. The newest tree reports exactly one access
     bit and sets GVA_IS_VALID itself; this is the classic form.
     """
+    hw_exit_qualification = check_int("hw_exit_qualification", hw_exit_qualification)
+    check_instance("fault", fault, EptFault)
     if fault.kind != "violation":
         raise ValueError("fault: an EPT misconfiguration has no exit qualification")
     q = hw_exit_qualification & (EPT_EXIT_QUAL.GVA_IS_VALID.bit | EPT_EXIT_QUAL.GVA_TRANSLATED.bit)
@@ -335,9 +339,12 @@ def npt_translate(
     """
     if not isinstance(mem, GuestMemory):
         raise TypeError(f"mem must be a GuestMemory, got {type(mem).__name__}")
+    ncr3 = check_int("ncr3", ncr3)
+    if not 0 <= ncr3 < 1 << 64:
+        raise ValueError(f"ncr3 must be in [0, 2**64), got {ncr3:#x}")
     cpu = CpuState(
         cr0=CR0.PE.bit | CR0.PG.bit,
-        cr3=check_int("ncr3", ncr3),
+        cr3=ncr3,
         cr4=check_int("cr4", cr4) & ~CR4.PKE.mask,
         efer=efer,
         maxphyaddr=maxphyaddr,

@@ -14,6 +14,8 @@ error code
 
 from __future__ import annotations
 
+from .errors import check_int
+
 from dataclasses import dataclass
 from enum import Enum
 
@@ -105,6 +107,10 @@ def page_fault_error_code(
     is set, in every paging mode, including 32-bit paging where the SDM's
     rule (F only with PAE/64-bit paging and NXE=1, or SMEP=1) differs.
     """
+    if not isinstance(reason, WalkError):
+        raise TypeError(f"reason must be a WalkError, got {type(reason).__name__}")
+    access = check_int("access", access)
+    perm_errcode = check_int("perm_errcode", perm_errcode)
     if reason is WalkError.RSVD:
         code = PFERR.RSVD | PFERR.P
     elif reason is WalkError.PERMISSION:
@@ -137,6 +143,9 @@ def fault_for(
     ``arch/x86/kvm/mmu/paging_tmpl.h`` (#PF); ``arch/x86/kvm/x86.c``
     (``load_pdptrs`` failing makes the CR3 write inject #GP).
     """
+    access = check_int("access", access)
+    perm_errcode = check_int("perm_errcode", perm_errcode)
+    level = None if level is None else check_int("level", level)
     if reason in (WalkError.NON_CANONICAL, WalkError.BAD_PDPTE):
         return Fault(GP_VECTOR, 0, reason, level)
     code = page_fault_error_code(

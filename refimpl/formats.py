@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from enum import IntFlag
 
 from .bits import Field, Layout, bits
+from .errors import check_int, check_range
 
 # ---------------------------------------------------------------------------
 # Control registers: only the bits that decide the paging mode or the rights.
@@ -319,18 +320,23 @@ class EntryFormat:
 
     def level_shift(self, level: int) -> int:
         """Lowest address bit translated at ``level`` (12 for level 1)."""
+        level = check_range("level", level, 1, 6)
         return 12 + self.level_bits * (level - 1)
 
     def index(self, addr: int, level: int) -> int:
         """Index of the entry for ``addr`` in a level-``level`` table."""
+        addr = check_range("addr", addr, 0, 1 << 64)
+        level = check_range("level", level, 1, 6)
         return (addr >> self.level_shift(level)) & ((1 << self.level_bits) - 1)
 
     def leaf_addr_mask(self, level: int) -> int:
         """Bits of a level-``level`` leaf that give the page's address."""
+        level = check_range("level", level, 1, 6)
         return bits(self.level_shift(level), self.max_addr_bit)
 
     def offset_mask(self, level: int) -> int:
         """Bits of the address that pass through a level-``level`` leaf."""
+        level = check_range("level", level, 1, 6)
         return (1 << self.level_shift(level)) - 1
 
     def gpte_access(self, pte_bits: int) -> int:
@@ -339,7 +345,13 @@ class EntryFormat:
         ``pte_bits`` must already have its NX bit in natural form (set means
         no-execute); for x86 the exec right is then P XOR NX. For EPT, R
         becomes ACC.USER, W ACC.WRITE and X ACC.EXEC.
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``pte_bits`` not an int in ``[0, 2**64)``.
         """
+        pte_bits = check_range("pte_bits", pte_bits, 0, 1 << 64)
         if self.is_ept:
             return (
                 (_ACC_WRITE if pte_bits & _EPT_W else 0)
@@ -353,6 +365,7 @@ class EntryFormat:
 
     def gpte_pkey(self, pte: int) -> int:
         """Protection key of a leaf (only the 64-bit format has one)."""
+        pte = check_int("pte", pte)
         return (pte >> _PKEY_SHIFT) & 0xF if self.name == "64" else 0
 
 
@@ -414,5 +427,11 @@ def pse36_addr(pde: int) -> int:
     ---
     ``arch/x86/kvm/mmu/mmu.c`` (``pse36_gfn_delta``); KVM treats PSE-36 as
     always supported (``is_cpuid_PSE36``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``pde`` not an int in ``[0, 2**32)``.
     """
+    pde = check_range("pde", pde, 0, 1 << 32)
     return (pde & PDE32_4M.ADDR_HI.mask) << PSE36_SHIFT

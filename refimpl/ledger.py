@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Iterable, Sequence
 
+from refimpl.errors import check_instance, check_items
+
 from refimpl.mmu_legacy import KvmMmu as LegacyKvmMmu
 from refimpl.mmu_split import SKETCH_HOME, STRUCT_CLASSES, KvmArch, KvmVcpuArch
 from refimpl.thread import sean_summary
@@ -147,7 +149,14 @@ def check_ledger(rows: Iterable[LedgerRow]) -> None:
 
 
 def sketch_home_is_valid(home: str) -> bool:
-    """Whether ``home`` names a real field of the sketch's structures (or ``"dropped"``)."""
+    """Whether ``home`` names a real field of the sketch's structures (or ``"dropped"``).
+
+    Raises
+    ------
+    TypeError
+        ``home`` not a str.
+    """
+    check_instance("home", home, str)
     if home == "dropped":
         return True
     struct, _, name = home.partition(".")
@@ -157,12 +166,26 @@ def sketch_home_is_valid(home: str) -> bool:
 
 
 def ledger_rows(rows: Sequence[LedgerRow] = LEDGER) -> list[tuple[str, ...]]:
-    """The ledger as plain tuples ``(legacy, home, reason, sean, home_2026)``."""
+    """The ledger as plain tuples ``(legacy, home, reason, sean, home_2026)``.
+
+    Raises
+    ------
+    TypeError
+        ``rows`` not an iterable of :class:`LedgerRow`.
+    """
+    rows = check_items("rows", rows, LedgerRow)
     return [(r.legacy, r.home, r.reason, r.sean, r.home_2026) for r in rows]
 
 
 def ledger_markdown(rows: Sequence[LedgerRow] = LEDGER) -> str:
-    """The ledger as a Markdown table."""
+    """The ledger as a Markdown table.
+
+    Raises
+    ------
+    TypeError
+        ``rows`` not an iterable of :class:`LedgerRow`.
+    """
+    rows = check_items("rows", rows, LedgerRow)
     lines = ["| today | home in the 2021 sketch | why | Sean, Nov 2021 |",
              "|---|---|---|---|"]
     lines += [f"| `{r.legacy}` | `{r.home}` | {r.reason} | {r.sean} |" for r in rows]

@@ -17,26 +17,16 @@ memslot
 
 from __future__ import annotations
 
-import operator
+from .errors import check_int  # re-exported: modules import it from here
+
 import struct
 import sys
 
+#: The largest guest memory the model allocates (4 GiB).
+MAX_SIZE = 1 << 32
+
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-
-
-def check_int(name: str, value: object) -> int:
-    """``value`` as an ``int``; ``TypeError`` naming ``name`` if it is not one.
-
-    Accepts anything with ``__index__`` (so NumPy integers work) but not
-    ``bool``, which is almost always a mistake where a number is expected.
-    """
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, not bool ({value!r})")
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
 
 
 class GuestMemory:
@@ -45,14 +35,15 @@ class GuestMemory:
     Parameters
     ----------
     size : int
-        Number of bytes, ``size >= 0``.
+        Number of bytes, ``0 <= size <= MAX_SIZE`` (4 GiB: the model holds
+        every byte in a Python ``bytearray``).
 
     Raises
     ------
     TypeError
         If ``size`` is not an int.
     ValueError
-        If ``size`` is negative.
+        If ``size`` is negative or above ``MAX_SIZE``.
 
     KVM
     ---
@@ -64,8 +55,8 @@ class GuestMemory:
 
     def __init__(self, size: int) -> None:
         size = check_int("size", size)
-        if size < 0:
-            raise ValueError(f"size must be >= 0, got {size}")
+        if not 0 <= size <= MAX_SIZE:
+            raise ValueError(f"size must be in [0, {MAX_SIZE:#x}], got {size:#x}")
         self._buf = bytearray(size)
         self._size = size
         self._words = None
@@ -87,7 +78,15 @@ class GuestMemory:
         return self._buf
 
     def contains(self, gpa: int, n: int) -> bool:
-        """Whether ``[gpa, gpa + n)`` lies inside guest memory."""
+        """Whether ``[gpa, gpa + n)`` lies inside guest memory.
+
+        Raises
+        ------
+        TypeError
+            ``gpa`` or ``n`` not an int.
+        """
+        if type(gpa) is not int or type(n) is not int:
+            gpa, n = check_int("gpa", gpa), check_int("n", n)
         return 0 <= gpa and gpa + n <= self._size
 
     def _check(self, gpa: object, n: int, what: str = "gpa") -> int:

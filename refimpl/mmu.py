@@ -43,6 +43,7 @@ from .rsvd import RsvdBitsValidate
 from .spte import SpteFormat, shadow_zero_check_for, tdp_shadow_zero_check
 from .vm import HostMemory, Kvm, Vcpu
 from .walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, check_access, translate
+from .errors import check_bool, check_choice, check_instance, check_int, check_items, check_page_aligned
 
 __all__ = [
     "KVM_MMU_NUM_PREV_ROOTS",
@@ -103,7 +104,14 @@ class MmuStats:
         return MmuStats(**vars(self))
 
     def since(self, before: "MmuStats") -> "MmuStats":
-        """The counts accumulated after ``before`` was taken."""
+        """The counts accumulated after ``before`` was taken.
+
+        Raises
+        ------
+        TypeError
+            ``before`` is not an :class:`MmuStats`.
+        """
+        check_instance("before", before, MmuStats)
         return MmuStats(**{k: v - getattr(before, k) for k, v in vars(self).items()})
 
 
@@ -169,6 +177,7 @@ def tdp_kind(fmt: SpteFormat, *, root_level: int = 4, pml: bool = False) -> MmuK
     ``init_kvm_tdp_mmu`` and ``reset_tdp_shadow_zero_bits_mask`` in
     ``arch/x86/kvm/mmu/mmu.c``; PML needs EPT A/D (``enable_pml``).
     """
+    root_level = check_int("root_level", root_level)
     if not isinstance(fmt, SpteFormat):
         raise TypeError(f"fmt must be an SpteFormat, got {type(fmt).__name__}")
     if not fmt.tdp:
@@ -189,6 +198,7 @@ def shadow_kind(fmt: SpteFormat, *, root_level: int = 4) -> MmuKind:
     ``shadow_mmu_init_context`` / ``reset_shadow_zero_bits_mask`` in
     ``arch/x86/kvm/mmu/mmu.c``.
     """
+    root_level = check_int("root_level", root_level)
     if not isinstance(fmt, SpteFormat):
         raise TypeError(f"fmt must be an SpteFormat, got {type(fmt).__name__}")
     if fmt.name != "x86" or fmt.tdp:
@@ -263,6 +273,9 @@ class Tlb:
 
     def lookup(self, root_hpa: int, addr: int, access: int) -> Optional[TlbEntry]:
         """A cached entry that allows ``access`` without a walk, else None."""
+        root_hpa = check_int("root_hpa", root_hpa)
+        addr = check_int("addr", addr)
+        access = check_int("access", access)
         e = self.entries.get((root_hpa, addr >> 12))
         if e is None:
             return None
@@ -276,6 +289,8 @@ class Tlb:
 
     def fill(self, root_hpa: int, addr: int, entry: TlbEntry) -> None:
         """Cache ``entry`` for the page of ``addr``."""
+        root_hpa = check_int("root_hpa", root_hpa)
+        addr = check_int("addr", addr)
         self.entries[(root_hpa, addr >> 12)] = entry
 
     def flush_all(self) -> None:
@@ -285,6 +300,8 @@ class Tlb:
 
     def flush_addr(self, root_hpa: int, addr: int) -> None:
         """Drop the entry for one page (INVLPG)."""
+        root_hpa = check_int("root_hpa", root_hpa)
+        addr = check_int("addr", addr)
         self.entries.pop((root_hpa, addr >> 12), None)
 
 
@@ -328,7 +345,16 @@ class Mmu:
 
 
 def flush_remote_tlbs(kind: MmuKind, vcpus: list[Vcpu]) -> None:
-    """Flush every vCPU's TLB and count one flush (``kvm_flush_remote_tlbs``)."""
+    """Flush every vCPU's TLB and count one flush (``kvm_flush_remote_tlbs``).
+
+    Raises
+    ------
+    TypeError
+        ``kind`` not an :class:`MmuKind`, ``vcpus`` not an iterable of
+        :class:`refimpl.vm.Vcpu`.
+    """
+    check_instance("kind", kind, MmuKind)
+    vcpus = check_items("vcpus", vcpus, Vcpu)
     kind.stats.tlb_flushes += 1
     for v in vcpus:
         if v.mmu is not None:
@@ -384,6 +410,11 @@ class HwResult:
 
 def make_eptp(root_hpa: int, root_level: int, ad: bool) -> int:
     """An EPT pointer: WB memory type, walk length, A/D enable, root."""
+    root_hpa = check_page_aligned("root_hpa", root_hpa)
+    if root_hpa >> 52:
+        raise ValueError(f"root_hpa must be below 2**52, got {root_hpa:#x}")
+    root_level = check_choice("root_level", root_level, (4, 5))
+    ad = check_bool("ad", ad)
     return (EPTP.MT.set(0, 6) | EPTP.WALK_LENGTH.set(0, root_level - 1)
             | (EPTP.AD.bit if ad else 0) | (root_hpa & EPTP.ADDR.mask))
 
@@ -428,6 +459,11 @@ def hw_translate_tdp(host: HostMemory, fmt: SpteFormat, root_hpa: int, root_leve
     Not KVM: the processor, modelled with the same walker KVM uses for
     nested EPT/NPT (``paging_tmpl.h``), with the host's MAXPHYADDR.
     """
+    check_instance("host", host, HostMemory)
+    check_instance("fmt", fmt, SpteFormat)
+    root_hpa = check_int("root_hpa", root_hpa)
+    root_level = check_int("root_level", root_level)
+    gpa = check_int("gpa", gpa)
     access = check_access(access, ACCESS_WRITE | ACCESS_FETCH)
     if fmt.name == "ept":
         r = ept_translate(host.mem, make_eptp(root_hpa, root_level, ad), gpa, access,
@@ -495,6 +531,12 @@ def hw_translate_shadow(host: HostMemory, fmt: SpteFormat, root_hpa: int, root_l
     Not KVM: the processor; ``vmx_set_cr0``/``vmx_set_cr4`` (``hw_cr0``,
     ``hw_cr4`` without EPT) choose the registers.
     """
+    root_hpa = check_int("root_hpa", root_hpa)
+    root_level = check_int("root_level", root_level)
+    gva = check_int("gva", gva)
+    access = check_int("access", access)
+    check_instance("host", host, HostMemory)
+    check_instance("fmt", fmt, SpteFormat)
     if root_level not in (3, 4, 5):
         raise ValueError(f"root_level must be 3, 4 or 5, got {root_level}")
     cr0 = CR0.PE.bit | CR0.PG.bit | CR0.WP.bit
@@ -514,6 +556,10 @@ def hw_translate(kvm: Kvm, vcpu: Vcpu, addr: int, access: int = 0, **shadow: boo
     a GVA through the shadow root (``shadow`` passes ``cr4_smep``,
     ``cr4_smap``, ``rflags_ac``). An invalid root is a not-present fault.
     """
+    addr = check_int("addr", addr)
+    access = check_int("access", access)
+    check_instance("kvm", kvm, Kvm)
+    check_instance("vcpu", vcpu, Vcpu)
     mmu = vcpu.mmu
     if mmu is None:
         raise ValueError("vcpu has no MMU")

@@ -50,6 +50,7 @@ from refimpl.roles import (
     calc_cpu_role, calc_shadow_ept_role, calc_shadow_npt_role,
     calc_shadow_root_role, calc_tdp_root_role,
 )
+from .errors import UnknownName, check_bool, check_bugs, check_choice, check_instance, check_items, check_int
 
 __all__ = [
     "KVM_MMU_NUM_PREV_ROOTS",
@@ -135,7 +136,7 @@ class Derived:
         for k, v in self.inputs:
             if k == name:
                 return v
-        raise KeyError(f"{self.fn} has no input {name!r}")
+        raise UnknownName(f"name: {self.fn} has no input {name!r}")
 
     def without(self, *names: str) -> "Derived":
         """The same record with some inputs left out (to compare the rest)."""
@@ -425,6 +426,8 @@ def guest_paging_metadata(mmu: KvmMmu, host: Host) -> None:
     ``update_permission_bitmask``, ``update_pkru_bitmask``) in
     ``arch/x86/kvm/mmu/mmu.c``.
     """
+    check_instance("mmu", mmu, KvmMmu)
+    check_instance("host", host, Host)
     r = mmu.cpu_role
     if not r.paging:
         return
@@ -445,6 +448,8 @@ def tdp_shadow_zero_check(host: Host, level: int) -> Derived:
     Only host properties and the TDP level are inputs: EPT format on Intel,
     the x86 format with NX on AMD.
     """
+    level = check_int("level", level)
+    check_instance("host", host, Host)
     if host.vendor == "vmx":
         return Derived("reset_tdp_shadow_zero_bits_mask", (
             ("format", "ept"), ("maxphyaddr", host.host_maxphyaddr),
@@ -460,6 +465,8 @@ def shadow_zero_check_x86(host: Host, root_role: PageRole) -> Derived:
     Inputs: host MAXPHYADDR, the root level and ``root_role.efer_nx`` (which
     :func:`~refimpl.roles.calc_shadow_root_role` forces to 1).
     """
+    check_instance("host", host, Host)
+    check_instance("root_role", root_role, PageRole)
     return Derived("reset_shadow_zero_bits_mask", (
         ("format", "x86"), ("maxphyaddr", host.host_maxphyaddr),
         ("level", root_role.level), ("nx", root_role.efer_nx),
@@ -468,6 +475,7 @@ def shadow_zero_check_x86(host: Host, root_role: PageRole) -> Derived:
 
 def ept_shadow_zero_check(host: Host, execonly: bool) -> Derived:
     """``shadow_zero_check`` of shadow EPT tables (``reset_ept_shadow_zero_bits_mask``)."""
+    check_instance("host", host, Host)
     return Derived("reset_ept_shadow_zero_bits_mask", (
         ("format", "ept"), ("maxphyaddr", host.host_maxphyaddr),
         ("execonly", bool(execonly))))
@@ -508,6 +516,7 @@ def kvm_mmu_create(host: Host = Host()) -> KvmVcpuArch:
 
 def mmu_is_nested(vcpu: KvmVcpuArch) -> bool:
     """``walk_mmu == &nested_mmu`` (``mmu_is_nested`` in ``arch/x86/kvm/x86.h``)."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     return vcpu.walk_mmu is vcpu.nested_mmu
 
 
@@ -518,6 +527,8 @@ def _cpu_role(vcpu: KvmVcpuArch) -> CpuRole:
 
 def init_kvm_tdp_mmu(vcpu: KvmVcpuArch, cpu_role: CpuRole) -> None:
     """Configure ``root_mmu`` for TDP (``init_kvm_tdp_mmu``, ``mmu.c``)."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
+    check_instance("cpu_role", cpu_role, CpuRole)
     ctx = vcpu.root_mmu
     root_role = calc_tdp_root_role(cpu_role, vcpu.host.tdp_level, vcpu.host.ad_enabled)
     if ctx.cpu_role == cpu_role and ctx.root_role == root_role:
@@ -549,6 +560,8 @@ def _shadow_mmu_init_context(vcpu: KvmVcpuArch, ctx: KvmMmu, cpu_role: CpuRole,
 
 def init_kvm_softmmu(vcpu: KvmVcpuArch, cpu_role: CpuRole) -> None:
     """Configure ``root_mmu`` for shadow paging (``init_kvm_softmmu``, ``mmu.c``)."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
+    check_instance("cpu_role", cpu_role, CpuRole)
     ctx = vcpu.root_mmu
     _shadow_mmu_init_context(vcpu, ctx, cpu_role, calc_shadow_root_role(cpu_role))
     ctx.get_guest_pgd = "get_guest_cr3"
@@ -562,6 +575,8 @@ def init_kvm_nested_mmu(vcpu: KvmVcpuArch, cpu_role: CpuRole) -> None:
     Only the walk half is set: ``page_fault`` and ``root_role`` are never
     written, ``sync_spte`` is NULL (L2's tables are never shadowed here).
     """
+    check_instance("vcpu", vcpu, KvmVcpuArch)
+    check_instance("cpu_role", cpu_role, CpuRole)
     ctx = vcpu.nested_mmu
     if ctx.cpu_role == cpu_role:
         return
@@ -584,6 +599,7 @@ def kvm_init_mmu(vcpu: KvmVcpuArch) -> None:
     ---
     ``kvm_init_mmu`` in ``arch/x86/kvm/mmu/mmu.c``.
     """
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     cpu_role = _cpu_role(vcpu)
     if mmu_is_nested(vcpu):
         init_kvm_nested_mmu(vcpu, cpu_role)
@@ -596,6 +612,8 @@ def kvm_init_mmu(vcpu: KvmVcpuArch) -> None:
 def kvm_init_shadow_ept_mmu(vcpu: KvmVcpuArch, execonly: bool, accessed_dirty: bool,
                             eptp: int) -> None:
     """Configure ``guest_mmu`` to shadow L1's EPT (``kvm_init_shadow_ept_mmu``)."""
+    eptp = check_int("eptp", eptp)
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     ctx = vcpu.guest_mmu
     level = ((eptp >> 3) & 7) + 1
     role = calc_shadow_ept_role(level, accessed_dirty, execonly, smm=vcpu.regs.smm)
@@ -615,6 +633,10 @@ def kvm_init_shadow_ept_mmu(vcpu: KvmVcpuArch, execonly: bool, accessed_dirty: b
 
 def kvm_init_shadow_npt_mmu(vcpu: KvmVcpuArch, cr4: int, efer: int, ncr3: int) -> None:
     """Configure ``guest_mmu`` to shadow L1's NPT (``kvm_init_shadow_npt_mmu``)."""
+    cr4 = check_int("cr4", cr4)
+    efer = check_int("efer", efer)
+    ncr3 = check_int("ncr3", ncr3)
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     ctx = vcpu.guest_mmu
     cpu_role, root_role = calc_shadow_npt_role(cr4, efer, vcpu.host.tdp_level,
                                                smm=vcpu.regs.smm)
@@ -641,6 +663,8 @@ def nested_ept_init_mmu_context(vcpu: KvmVcpuArch, eptp: int, execonly: bool = T
     ``nested_ept_init_mmu_context`` and ``nested_ept_new_eptp`` in
     ``arch/x86/kvm/vmx/nested.c``.
     """
+    eptp = check_int("eptp", eptp)
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     if mmu_is_nested(vcpu):
         raise ValueError("nested_ept_init_mmu_context: walk_mmu is already nested_mmu")
     if not vcpu.guest_mode:
@@ -660,6 +684,7 @@ def nested_ept_init_mmu_context(vcpu: KvmVcpuArch, eptp: int, execonly: bool = T
 
 def nested_ept_uninit_mmu_context(vcpu: KvmVcpuArch) -> None:
     """``mmu = walk_mmu = &root_mmu`` (``nested_ept_uninit_mmu_context``, VMX)."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     vcpu.mmu = vcpu.root_mmu
     vcpu.walk_mmu = vcpu.root_mmu
     vcpu.nested_pgd = None
@@ -679,6 +704,8 @@ def nested_svm_init_mmu_context(vcpu: KvmVcpuArch, ncr3: int) -> None:
     ---
     ``nested_svm_init_mmu_context`` in ``arch/x86/kvm/svm/nested.c``.
     """
+    ncr3 = check_int("ncr3", ncr3)
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     if mmu_is_nested(vcpu):
         raise ValueError("nested_svm_init_mmu_context: walk_mmu is already nested_mmu")
     if not vcpu.guest_mode or vcpu.l1_regs is None:
@@ -698,6 +725,7 @@ def nested_svm_init_mmu_context(vcpu: KvmVcpuArch, ncr3: int) -> None:
 
 def nested_svm_uninit_mmu_context(vcpu: KvmVcpuArch) -> None:
     """``mmu = walk_mmu = &root_mmu`` (``nested_svm_uninit_mmu_context``, SVM)."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     vcpu.mmu = vcpu.root_mmu
     vcpu.walk_mmu = vcpu.root_mmu
     vcpu.nested_pgd = None
@@ -723,6 +751,7 @@ def kvm_mmu_load(vcpu: KvmVcpuArch) -> None:
     ``kvm_mmu_load``, ``mmu_alloc_special_roots``, ``mmu_alloc_direct_roots``,
     ``mmu_alloc_shadow_roots`` in ``arch/x86/kvm/mmu/mmu.c``.
     """
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     mmu = vcpu.mmu
     assert mmu is not None
     role = mmu.root_role
@@ -739,6 +768,7 @@ def kvm_mmu_load(vcpu: KvmVcpuArch) -> None:
 
 def kvm_mmu_unload(vcpu: KvmVcpuArch) -> None:
     """Free the roots of ``root_mmu`` and ``guest_mmu`` (``kvm_mmu_unload``)."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     for m in (vcpu.root_mmu, vcpu.guest_mmu):
         m.root = INVALID_ROOT
         m.prev_roots = _prev_roots()
@@ -746,6 +776,7 @@ def kvm_mmu_unload(vcpu: KvmVcpuArch) -> None:
 
 def kvm_mmu_reset_context(vcpu: KvmVcpuArch) -> None:
     """Unload and re-init (``kvm_mmu_reset_context``, ``mmu.c``)."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     vcpu.resets += 1
     kvm_mmu_unload(vcpu)
     kvm_init_mmu(vcpu)
@@ -777,6 +808,8 @@ def kvm_set_cr0(vcpu: KvmVcpuArch, cr0: int) -> None:
     2023: "Do not unload MMU roots when only toggling CR0.WP with TDP
     enabled").
     """
+    cr0 = check_int("cr0", cr0)
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     old = vcpu.regs.cr0
     vcpu.regs = replace(vcpu.regs, cr0=cr0)  # validates the new state
     changed = old ^ cr0
@@ -801,15 +834,6 @@ BUGS: dict[str, str] = {
 }
 
 
-def _check_bugs(bugs: object) -> frozenset:
-    if isinstance(bugs, str):
-        raise TypeError("bugs must be an iterable of names, not a str")
-    bugs = frozenset(bugs)  # type: ignore[arg-type]
-    if bugs - BUGS.keys():
-        raise ValueError(f"bugs: unknown names {sorted(bugs - BUGS.keys())}; known: {sorted(BUGS)}")
-    return bugs
-
-
 def vmx_guest_owned_cr0_wp_write(vcpu: KvmVcpuArch, wp: bool) -> None:
     """L1 flips CR0.WP while KVM lets it own the bit: no VM exit, no KVM code.
 
@@ -831,6 +855,8 @@ def vmx_guest_owned_cr0_wp_write(vcpu: KvmVcpuArch, wp: bool) -> None:
     the CR0 guest/host mask set in ``arch/x86/kvm/vmx/vmx.c`` (commit
     fb509f76acc8, "KVM: VMX: Make CR0.WP a guest owned bit", 2023).
     """
+    check_instance("vcpu", vcpu, KvmVcpuArch)
+    wp = check_bool("wp", wp)
     if not (vcpu.host.tdp_enabled and vcpu.host.vendor == "vmx"):
         raise ValueError("vmx_guest_owned_cr0_wp_write: CR0.WP is guest-owned only with EPT on VMX")
     if vcpu.guest_mode:
@@ -855,6 +881,8 @@ def kvm_mmu_refresh_passthrough_bits(vcpu: KvmVcpuArch, mmu: KvmMmu) -> None:
     ``__kvm_mmu_refresh_passthrough_bits`` in ``arch/x86/kvm/mmu/mmu.c``
     (commit cf9f4c0eb169, 2023).
     """
+    check_instance("vcpu", vcpu, KvmVcpuArch)
+    vcpu.name_of(check_instance("mmu", mmu, KvmMmu))  # one of this vCPU's three
     if not vcpu.host.tdp_enabled or mmu is vcpu.guest_mmu:
         return
     wp = int(bool(vcpu.regs.cr0 & CR0_WP))
@@ -889,8 +917,11 @@ def emulated_permission_check(vcpu: KvmVcpuArch, mmu: Optional[KvmMmu] = None, *
     ---
     ``permission_fault`` in ``arch/x86/kvm/mmu.h``.
     """
-    bugs = _check_bugs(bugs)
+    bugs = check_bugs("bugs", bugs, BUGS)
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     mmu = vcpu.walk_mmu if mmu is None else mmu
+    if mmu is not None:
+        vcpu.name_of(check_instance("mmu", mmu, KvmMmu))
     if mmu is None:
         raise ValueError("emulated_permission_check: the vCPU has no walk_mmu")
     if "stale_cr0_wp" not in bugs:
@@ -928,6 +959,8 @@ def kvm_translate_gpa(vcpu: KvmVcpuArch, mmu: KvmMmu) -> Optional[KvmMmu]:
     ``kvm_translate_gpa`` in ``arch/x86/kvm/mmu.h`` and
     ``translate_nested_gpa`` in ``arch/x86/kvm/x86.c``.
     """
+    check_instance("vcpu", vcpu, KvmVcpuArch)
+    check_instance("mmu", mmu, KvmMmu)
     if mmu is not vcpu.nested_mmu:
         return None
     if not mmu_is_nested(vcpu):
@@ -941,6 +974,7 @@ def emulated_fault_target(vcpu: KvmVcpuArch, nested_page_fault: bool) -> KvmMmu:
     ``mmu`` for a fault from the L1 EPT/NPT walk, else ``walk_mmu``
     (``kvm_inject_emulated_page_fault`` in ``arch/x86/kvm/x86.c``).
     """
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     target = vcpu.mmu if nested_page_fault else vcpu.walk_mmu
     assert target is not None
     return target
@@ -952,6 +986,17 @@ def emulated_fault_target(vcpu: KvmVcpuArch, nested_page_fault: bool) -> KvmMmu:
 
 
 _HOST_NAME = {"vmx": "a VMX", "svm": "an SVM"}
+
+
+def _check_step_args(vcpu, vendor, name, **callbacks) -> None:
+    # Either layout's struct kvm_vcpu_arch (mmu_split imports this module).
+    if type(vcpu).__name__ != "KvmVcpuArch" or not type(vcpu).__module__.startswith("refimpl."):
+        raise TypeError(f"vcpu must be a KvmVcpuArch, got {type(vcpu).__name__}")
+    check_choice("vendor", vendor, tuple(_HOST_NAME))
+    check_instance("name", name, str)
+    for k, f in callbacks.items():
+        if not callable(f) and not (k == "init" and f is None):
+            raise TypeError(f"{k} must be callable, got {type(f).__name__}")
 
 
 def nested_entry(vcpu, l2_regs: GuestRegs, *, vendor: str, name: str,
@@ -969,8 +1014,11 @@ def nested_entry(vcpu, l2_regs: GuestRegs, *, vendor: str, name: str,
         Wrong vendor, already in guest mode, entry from SMM, or ``init``
         rejected its arguments (the vCPU is then left in L1).
     TypeError
-        ``l2_regs`` is not a :class:`GuestRegs`.
+        ``l2_regs`` is not a :class:`GuestRegs`; ``vcpu`` is not a
+        ``KvmVcpuArch`` of either layout; ``init``/``finish`` not callable.
+        Exceptions other than ``ValueError`` from the callbacks propagate.
     """
+    _check_step_args(vcpu, vendor, name, finish=finish, init=init)
     if vcpu.host.vendor != vendor:
         raise ValueError(f"{name} needs {_HOST_NAME[vendor]} host")
     if vcpu.guest_mode:
@@ -999,7 +1047,10 @@ def nested_exit(vcpu, *, vendor: str, name: str, uninit: Callable, finish: Calla
     ------
     ValueError
         Wrong vendor, or the vCPU is not running L2.
+    TypeError
+        As :func:`nested_entry`.
     """
+    _check_step_args(vcpu, vendor, name, finish=finish, uninit=uninit)
     if vcpu.host.vendor != vendor:
         raise ValueError(f"{name} needs {_HOST_NAME[vendor]} host")
     if not vcpu.guest_mode or vcpu.l1_regs is None:
@@ -1028,6 +1079,8 @@ def nested_vmx_vmentry(vcpu: KvmVcpuArch, l2_regs: GuestRegs, *, ept: bool,
     ``nested_vmx_enter_non_root_mode``, ``prepare_vmcs02``,
     ``nested_vmx_load_cr3`` in ``arch/x86/kvm/vmx/nested.c``.
     """
+    eptp = check_int("eptp", eptp)
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     init = (lambda: nested_ept_init_mmu_context(vcpu, eptp, execonly)) if ept else None
     nested_entry(vcpu, l2_regs, vendor="vmx", name="nested_vmx_vmentry", init=init,
                  finish=_finish)
@@ -1046,6 +1099,7 @@ def nested_vmx_vmexit(vcpu: KvmVcpuArch) -> None:
     ``nested_vmx_vmexit`` and ``load_vmcs12_host_state`` in
     ``arch/x86/kvm/vmx/nested.c``.
     """
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     nested_exit(vcpu, vendor="vmx", name="nested_vmx_vmexit", uninit=nested_ept_uninit_mmu_context, finish=_finish)
 
 
@@ -1058,6 +1112,8 @@ def nested_svm_vmrun(vcpu: KvmVcpuArch, l2_regs: GuestRegs, *, npt: bool,
     ``enter_svm_guest_mode``, ``nested_svm_init_mmu_context``,
     ``nested_svm_load_cr3`` in ``arch/x86/kvm/svm/nested.c``.
     """
+    ncr3 = check_int("ncr3", ncr3)
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     init = (lambda: nested_svm_init_mmu_context(vcpu, ncr3)) if npt else None
     nested_entry(vcpu, l2_regs, vendor="svm", name="nested_svm_vmrun", init=init,
                  finish=_finish)
@@ -1075,6 +1131,7 @@ def nested_svm_vmexit(vcpu: KvmVcpuArch) -> None:
     ---
     ``nested_svm_vmexit`` in ``arch/x86/kvm/svm/nested.c``.
     """
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     nested_exit(vcpu, vendor="svm", name="nested_svm_vmexit", uninit=nested_svm_uninit_mmu_context, finish=_finish)
 
 
@@ -1164,6 +1221,7 @@ def pointer_table(vcpu: KvmVcpuArch) -> dict[str, object]:
         "guest_mmu": {...}, "nested_mmu": {...}}`` where each structure maps
         every callback of :data:`CALLBACKS` to a C function name or ``None``.
     """
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     out: dict[str, object] = {
         "mmu": vcpu.name_of(vcpu.mmu),
         "walk_mmu": vcpu.name_of(vcpu.walk_mmu),
@@ -1175,7 +1233,15 @@ def pointer_table(vcpu: KvmVcpuArch) -> dict[str, object]:
 
 
 def pointer_table_markdown(configs: dict[str, KvmVcpuArch]) -> str:
-    """One row per configuration: targets of ``mmu``/``walk_mmu`` and the fault handlers."""
+    """One row per configuration: targets of ``mmu``/``walk_mmu`` and the fault handlers.
+
+    Raises
+    ------
+    TypeError
+        ``configs`` not a dict of :class:`KvmVcpuArch`.
+    """
+    check_instance("configs", configs, dict)
+    check_items("configs values", configs.values(), KvmVcpuArch)
     lines = ["| configuration | `mmu` | `walk_mmu` | `root_mmu.page_fault` | "
              "`guest_mmu.page_fault` | `nested_mmu.gva_to_gpa` |",
              "|---|---|---|---|---|---|"]

@@ -60,6 +60,7 @@ from refimpl.roles import (
     CpuRole, PageRole, calc_cpu_role, calc_shadow_ept_role, calc_shadow_npt_role,
     calc_shadow_root_role, calc_tdp_root_role,
 )
+from .errors import check_instance, check_items, check_int
 
 __all__ = [
     "SKETCH_STRUCTS",
@@ -378,6 +379,7 @@ def kvm_mmu_create(kvm: KvmArch) -> KvmVcpuArch:
 
 def mmu_is_nested(vcpu: KvmVcpuArch) -> bool:
     """``walk == &walk12``."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     return vcpu.walk is vcpu.walk12
 
 
@@ -422,6 +424,7 @@ def _shadow_init(vcpu: KvmVcpuArch, m: KvmMmu, cpu_role: CpuRole, root_role: Pag
 
 def kvm_init_mmu(vcpu: KvmVcpuArch) -> None:
     """(Re)configure from the current registers: ``walk12``, or ``root_mmu`` + ``root_walk``."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     r = vcpu.regs
     cpu_role = calc_cpu_role(r.cr0, r.cr4, r.efer, smm=r.smm, guest_mode=vcpu.guest_mode)
     host = vcpu.host
@@ -453,6 +456,8 @@ def nested_ept_init_mmu_context(vcpu: KvmVcpuArch, eptp: int, execonly: bool = T
     ValueError
         As :func:`refimpl.mmu_legacy.nested_ept_init_mmu_context`.
     """
+    eptp = check_int("eptp", eptp)
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     if mmu_is_nested(vcpu):
         raise ValueError("nested_ept_init_mmu_context: walk is already walk12")
     if not vcpu.guest_mode:
@@ -486,6 +491,7 @@ def nested_ept_init_mmu_context(vcpu: KvmVcpuArch, eptp: int, execonly: bool = T
 
 def nested_ept_uninit_mmu_context(vcpu: KvmVcpuArch) -> None:
     """``mmu = &root_mmu``, ``walk = &root_walk``."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     vcpu.mmu, vcpu.walk = vcpu.root_mmu, vcpu.root_walk
     vcpu.nested_pgd = None
 
@@ -498,6 +504,8 @@ def nested_svm_init_mmu_context(vcpu: KvmVcpuArch, ncr3: int) -> None:
     ValueError
         As :func:`refimpl.mmu_legacy.nested_svm_init_mmu_context`.
     """
+    ncr3 = check_int("ncr3", ncr3)
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     if mmu_is_nested(vcpu):
         raise ValueError("nested_svm_init_mmu_context: walk is already walk12")
     if not vcpu.guest_mode or vcpu.l1_regs is None:
@@ -520,12 +528,14 @@ def nested_svm_init_mmu_context(vcpu: KvmVcpuArch, ncr3: int) -> None:
 
 def nested_svm_uninit_mmu_context(vcpu: KvmVcpuArch) -> None:
     """``mmu = &root_mmu``, ``walk = &root_walk``."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     vcpu.mmu, vcpu.walk = vcpu.root_mmu, vcpu.root_walk
     vcpu.nested_pgd = None
 
 
 def kvm_mmu_load(vcpu: KvmVcpuArch) -> None:
     """Give ``vcpu.mmu`` a root (same naming as :func:`refimpl.mmu_legacy.kvm_mmu_load`)."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     m = vcpu.mmu
     assert m is not None and m.walk is not None
     w = m.walk
@@ -560,6 +570,8 @@ def kvm_translate_gpa(vcpu: KvmVcpuArch, w: KvmPagingContext) -> Optional[KvmPag
     ``None`` (identity) unless ``w`` is ``walk12``; then the L2 GPA goes
     through ``vcpu.mmu.walk``, i.e. ``walk01`` (L1's EPT12/NPT12).
     """
+    check_instance("vcpu", vcpu, KvmVcpuArch)
+    check_instance("w", w, KvmPagingContext)
     if w is not vcpu.walk12:
         return None
     if not mmu_is_nested(vcpu):
@@ -570,6 +582,7 @@ def kvm_translate_gpa(vcpu: KvmVcpuArch, w: KvmPagingContext) -> Optional[KvmPag
 
 def emulated_fault_target(vcpu: KvmVcpuArch, nested_page_fault: bool) -> KvmPagingContext:
     """Paging context whose ``inject_page_fault`` gets an emulated fault."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     assert vcpu.mmu is not None and vcpu.mmu.walk is not None and vcpu.walk is not None
     return vcpu.mmu.walk if nested_page_fault else vcpu.walk
 
@@ -583,6 +596,8 @@ def _finish(vcpu: KvmVcpuArch, regs: GuestRegs) -> None:
 def nested_vmx_vmentry(vcpu: KvmVcpuArch, l2_regs: GuestRegs, *, ept: bool,
                        eptp: int = 0x1E, execonly: bool = True) -> None:
     """As :func:`refimpl.mmu_legacy.nested_vmx_vmentry`, on the split layout."""
+    eptp = check_int("eptp", eptp)
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     init = (lambda: nested_ept_init_mmu_context(vcpu, eptp, execonly)) if ept else None
     nested_entry(vcpu, l2_regs, vendor="vmx", name="nested_vmx_vmentry", init=init,
                  finish=_finish)
@@ -590,12 +605,15 @@ def nested_vmx_vmentry(vcpu: KvmVcpuArch, l2_regs: GuestRegs, *, ept: bool,
 
 def nested_vmx_vmexit(vcpu: KvmVcpuArch) -> None:
     """As :func:`refimpl.mmu_legacy.nested_vmx_vmexit`; ValueError when not in L2."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     nested_exit(vcpu, vendor="vmx", name="nested_vmx_vmexit", uninit=nested_ept_uninit_mmu_context, finish=_finish)
 
 
 def nested_svm_vmrun(vcpu: KvmVcpuArch, l2_regs: GuestRegs, *, npt: bool,
                      ncr3: int = 0x7000) -> None:
     """As :func:`refimpl.mmu_legacy.nested_svm_vmrun`, on the split layout."""
+    ncr3 = check_int("ncr3", ncr3)
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     init = (lambda: nested_svm_init_mmu_context(vcpu, ncr3)) if npt else None
     nested_entry(vcpu, l2_regs, vendor="svm", name="nested_svm_vmrun", init=init,
                  finish=_finish)
@@ -603,6 +621,7 @@ def nested_svm_vmrun(vcpu: KvmVcpuArch, l2_regs: GuestRegs, *, npt: bool,
 
 def nested_svm_vmexit(vcpu: KvmVcpuArch) -> None:
     """As :func:`refimpl.mmu_legacy.nested_svm_vmexit`; ValueError when not in L2."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     nested_exit(vcpu, vendor="svm", name="nested_svm_vmexit", uninit=nested_svm_uninit_mmu_context, finish=_finish)
 
 
@@ -623,6 +642,7 @@ def configurations() -> dict[str, KvmVcpuArch]:
 
 def pointer_table(vcpu: KvmVcpuArch) -> dict[str, str]:
     """Where the split pointers go: ``mmu``, ``walk``, and each MMU's kind and walk."""
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     assert vcpu.mmu is not None
     return {
         "mmu": vcpu.name_of(vcpu.mmu),
@@ -640,6 +660,7 @@ def expected_pointer_table(legacy: LegacyKvmVcpuArch) -> dict[str, str]:
     the MMU's paging context is ``root_walk`` or ``walk01``; ``root_mmu``'s
     kind is the VM's ``direct_mmu`` with TDP and ``shadow_mmu`` without.
     """
+    check_instance("legacy", legacy, LegacyKvmVcpuArch)
     mmu = LEGACY_POINTER_COUNTERPART[("mmu", legacy.name_of(legacy.mmu))]
     return {
         "mmu": mmu,
@@ -685,6 +706,8 @@ def differences(legacy: LegacyKvmVcpuArch, split: KvmVcpuArch,
     list of str
         One line per disagreement; empty when the layouts agree.
     """
+    check_instance("legacy", legacy, LegacyKvmVcpuArch)
+    check_instance("split", split, KvmVcpuArch)
     homes = SKETCH_HOME if homes is None else homes
     out: list[str] = []
     got, want = pointer_table(split), expected_pointer_table(legacy)
@@ -718,6 +741,7 @@ def live_walks(vcpu: KvmVcpuArch) -> set[str]:
     ``walk`` for guest-virtual walks, plus the context of ``mmu`` when ``mmu``
     shadows L1's EPT/NPT (it handles L2's faults and translates L2 GPAs).
     """
+    check_instance("vcpu", vcpu, KvmVcpuArch)
     assert vcpu.mmu is not None
     live = {vcpu.name_of(vcpu.walk)}
     if vcpu.mmu is vcpu.tdp12_mmu:
@@ -736,7 +760,13 @@ def kind_conflicts(vcpus: list[KvmVcpuArch]) -> list[tuple[str, str]]:
     -------
     list of (str, str)
         ``("vcpu<i>", "vcpu<j>")`` pairs.
+
+    Raises
+    ------
+    TypeError
+        ``vcpus`` not an iterable of :class:`KvmVcpuArch`.
     """
+    vcpus = list(check_items("vcpus", vcpus, KvmVcpuArch))
     out = []
     for i, a in enumerate(vcpus):
         for j in range(i + 1, len(vcpus)):

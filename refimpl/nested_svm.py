@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
+from .errors import check_bugs
 from .memory import check_int
 from .mmu_legacy import KvmVcpuArch
 from .vm import PAGE_SIZE, Kvm
@@ -110,11 +111,7 @@ def l2_vmload(kvm: Kvm, vcpu: KvmVcpuArch, rax: int, *, l1_intercepts: bool,
     ``rax >> 12`` as an L1 gfn (``kvm_vcpu_map``) and injects #GP when that
     fails. The APM requires rAX to be 4 KiB aligned.
     """
-    if isinstance(bugs, str):
-        raise TypeError("bugs must be an iterable of names, not a str")
-    bugs = frozenset(bugs)
-    if bugs - BUGS.keys():
-        raise ValueError(f"bugs: unknown names {sorted(bugs - BUGS.keys())}; known: {sorted(BUGS)}")
+    bugs = check_bugs("bugs", bugs, BUGS)
     if not isinstance(kvm, Kvm):
         raise TypeError(f"kvm must be a Kvm, got {type(kvm).__name__}")
     if not isinstance(vcpu, KvmVcpuArch) or vcpu.host.vendor != "svm" or not vcpu.guest_mode:

@@ -31,6 +31,8 @@ kf
 
 from __future__ import annotations
 
+from .errors import check_bool, check_int, check_range
+
 from .formats import ACC, PFERR
 
 #: The bits of an access that index the permission table.
@@ -48,6 +50,7 @@ def byte_mask(acc_bit: int) -> int:
     ---
     ``arch/x86/kvm/mmu/mmu.c`` (``BYTE_MASK``).
     """
+    acc_bit = check_int("acc_bit", acc_bit)
     return sum(1 << acc for acc in range(8) if acc & acc_bit)
 
 
@@ -77,6 +80,9 @@ def update_permission_bitmask(
     ---
     ``arch/x86/kvm/mmu/mmu.c``: ``update_permission_bitmask``.
     """
+    cr0_wp, cr4_smep = check_bool("cr0_wp", cr0_wp), check_bool("cr4_smep", cr4_smep)
+    cr4_smap, efer_nx = check_bool("cr4_smap", cr4_smap), check_bool("efer_nx", efer_nx)
+    ept = check_bool("ept", ept)
     x = byte_mask(ACC.EXEC)
     w = byte_mask(ACC.WRITE)
     u = byte_mask(ACC.USER)
@@ -131,6 +137,7 @@ def update_pkru_bitmask(*, cr4_pke: bool, cr0_wp: bool) -> int:
     ---
     ``arch/x86/kvm/mmu/mmu.c``: ``update_pkru_bitmask``.
     """
+    cr4_pke, cr0_wp = check_bool("cr4_pke", cr4_pke), check_bool("cr0_wp", cr0_wp)
     if not cr4_pke:
         return 0
     mask = 0
@@ -183,12 +190,27 @@ def permission_fault(
     int
         0 (allowed), ``P`` (rights fault) or ``P | PK`` (protection key).
 
+    Raises
+    ------
+    TypeError, ValueError
+        ``permissions`` not a 16-entry tuple of bytes; ``pte_access`` not in
+        ``[0, 8)``, ``pte_pkey`` not in ``[0, 16)``, ``pkru`` or
+        ``pkru_mask`` not in ``[0, 2**32)``, ``rflags_ac`` not a bool.
+
     KVM
     ---
     ``arch/x86/kvm/mmu.h``: ``permission_fault``. The not-SMAP bit is set
     when RFLAGS.AC is set and the access is not implicit; it goes where RSVD
     sits in an error code, which an access never has.
     """
+    if type(permissions) is not tuple or len(permissions) != 16:
+        raise TypeError("permissions must be the 16-byte tuple of update_permission_bitmask")
+    pkru_mask = check_range("pkru_mask", pkru_mask, 0, 1 << 32)
+    pte_access = check_range("pte_access", pte_access, 0, 8)
+    pte_pkey = check_range("pte_pkey", pte_pkey, 0, 16)
+    access = check_range("access", access, 0, 1 << 64)
+    pkru = check_range("pkru", pkru, 0, 1 << 32)
+    rflags_ac = check_bool("rflags_ac", rflags_ac)
     pfec = access & PFEC_INDEX_MASK
     not_smap = rflags_ac and not access & _IMPLICIT
     index = (pfec | (_RSVD if not_smap else 0)) >> 1

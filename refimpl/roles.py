@@ -31,6 +31,8 @@ the 2026 split).
 
 from __future__ import annotations
 
+from .errors import check_int
+
 from dataclasses import dataclass, fields, replace
 
 from refimpl.bits import Field, Layout
@@ -200,6 +202,7 @@ class PageRole:
     @classmethod
     def from_word(cls, word: int) -> "PageRole":
         """Decode a u32 ``role.word``; bits 23:19 must be zero."""
+        word = check_int("word", word)
         if not isinstance(word, int) or not 0 <= word < 1 << 32:
             raise ValueError(f"page role word must be a u32, got {word!r}")
         if word & ~PAGE_ROLE.used_mask:
@@ -240,6 +243,7 @@ class ExtRole:
     @classmethod
     def from_word(cls, word: int) -> "ExtRole":
         """Decode a u32 ``ext.word``; bits 31:8 must be zero."""
+        word = check_int("word", word)
         if not isinstance(word, int) or not 0 <= word < 1 << 32:
             raise ValueError(f"extended role word must be a u32, got {word!r}")
         if word & ~EXT_ROLE.used_mask:
@@ -274,6 +278,7 @@ class CpuRole:
     @classmethod
     def from_u64(cls, value: int) -> "CpuRole":
         """Decode a u64 ``cpu_role.as_u64``."""
+        value = check_int("value", value)
         if not isinstance(value, int) or not 0 <= value < 1 << 64:
             raise ValueError(f"cpu role must be a u64, got {value!r}")
         return cls(PageRole.from_word(value & 0xFFFFFFFF), ExtRole.from_word(value >> 32))
@@ -350,6 +355,9 @@ def calc_cpu_role(cr0: int, cr4: int, efer: int, smm: bool = False,
     ``kvm_calc_cpu_role`` in ``arch/x86/kvm/mmu/mmu.c``. KVM reads the
     registers through ``struct kvm_mmu_role_regs``; here they are arguments.
     """
+    cr0 = check_int("cr0", cr0)
+    cr4 = check_int("cr4", cr4)
+    efer = check_int("efer", efer)
     cr0 = _reg("cr0", cr0, _CR0_KNOWN)
     cr4 = _reg("cr4", cr4, _CR4_KNOWN)
     efer = _reg("efer", efer, _EFER_KNOWN)
@@ -417,6 +425,7 @@ def calc_tdp_root_role(cpu_role: CpuRole, tdp_level: int = PT64_ROOT_4LEVEL,
     ---
     ``kvm_calc_tdp_mmu_root_page_role`` in ``arch/x86/kvm/mmu/mmu.c``.
     """
+    tdp_level = check_int("tdp_level", tdp_level)
     if not isinstance(cpu_role, CpuRole):
         raise TypeError(f"cpu_role must be a CpuRole, got {cpu_role!r}")
     tdp_level = _level("tdp_level", tdp_level, (PT64_ROOT_4LEVEL, PT64_ROOT_5LEVEL))
@@ -480,6 +489,7 @@ def calc_shadow_ept_role(level: int = PT64_ROOT_4LEVEL, accessed_dirty: bool = T
     ``kvm_calc_shadow_ept_root_page_role`` (called by
     ``kvm_init_shadow_ept_mmu``) in ``arch/x86/kvm/mmu/mmu.c``.
     """
+    level = check_int("level", level)
     level = _level("level", level, (PT64_ROOT_4LEVEL, PT64_ROOT_5LEVEL))
     if _flag("smm", smm):
         raise ValueError("smm: nested EPT is never used in SMM")
@@ -514,6 +524,9 @@ def calc_shadow_npt_role(cr4: int, efer: int, tdp_level: int = PT64_ROOT_4LEVEL,
     ``kvm_init_shadow_npt_mmu`` in ``arch/x86/kvm/mmu/mmu.c``, called by
     ``nested_svm_init_mmu_context`` in ``arch/x86/kvm/svm/nested.c``.
     """
+    cr4 = check_int("cr4", cr4)
+    efer = check_int("efer", efer)
+    tdp_level = check_int("tdp_level", tdp_level)
     tdp_level = _level("tdp_level", tdp_level, (PT64_ROOT_4LEVEL, PT64_ROOT_5LEVEL))
     cr4 = _reg("cr4", cr4, _CR4_KNOWN)
     cpu_role = calc_cpu_role(CR0_PG, cr4 & ~CR4_PKE, efer, smm=smm, guest_mode=True)

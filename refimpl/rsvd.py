@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .bits import bits
+from .errors import check_int, check_range
 from .formats import EPTE, PTE64
 
 #: Lowest and highest MAXPHYADDR the model accepts.
@@ -58,11 +59,27 @@ class RsvdBitsValidate:
     bad_mt_xwr: int = 0
 
     def mask(self, pte: int, level: int) -> int:
-        """The reserved bits that apply to ``pte`` at ``level``."""
+        """The reserved bits that apply to ``pte`` at ``level``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``pte`` not an int in ``[0, 2**64)``, ``level`` not in ``[1, 5]``.
+        """
+        pte = check_range("pte", pte, 0, 1 << 64)
+        level = check_range("level", level, 1, len(self.rsvd_bits_mask[0]) + 1)
         return self.rsvd_bits_mask[(pte >> 7) & 1][level - 1]
 
     def is_rsvd_bits_set(self, pte: int, level: int) -> bool:
-        """Whether ``pte`` at ``level`` has a reserved bit or a bad XWR/memory type."""
+        """Whether ``pte`` at ``level`` has a reserved bit or a bad XWR/memory type.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As :meth:`mask`.
+        """
+        pte = check_range("pte", pte, 0, 1 << 64)
+        level = check_range("level", level, 1, len(self.rsvd_bits_mask[0]) + 1)
         if pte & self.rsvd_bits_mask[(pte >> 7) & 1][level - 1]:
             return True
         return bool((self.bad_mt_xwr >> (pte & 0x3F)) & 1)
@@ -77,6 +94,7 @@ def _check_maxphyaddr(maxphyaddr: int) -> None:
 
 def pa_bits_rsvd(maxphyaddr: int) -> int:
     """Bits 63:MAXPHYADDR, KVM's ``reserved_gpa_bits`` (``rsvd_bits(maxphyaddr, 63)``)."""
+    maxphyaddr = check_int("maxphyaddr", maxphyaddr)
     _check_maxphyaddr(maxphyaddr)
     return bits(maxphyaddr, 63)
 
@@ -119,6 +137,8 @@ def reset_rsvds_bits_mask(
     ``arch/x86/kvm/mmu/mmu.c``: ``__reset_rsvds_bits_mask``. PSE-36 is always
     assumed (``is_cpuid_PSE36``), so a 4 MiB PDE reserves bits 21:17 only.
     """
+    root_level = check_int("root_level", root_level)
+    maxphyaddr = check_int("maxphyaddr", maxphyaddr)
     if root_level not in (2, 3, 4, 5):
         raise ValueError(f"root_level must be 2, 3, 4 or 5, got {root_level}")
     m = [[0] * 5, [0] * 5]
@@ -217,6 +237,8 @@ def reset_rsvds_bits_mask_ept(
     ---
     ``arch/x86/kvm/mmu/mmu.c``: ``__reset_rsvds_bits_mask_ept``.
     """
+    maxphyaddr = check_int("maxphyaddr", maxphyaddr)
+    huge_page_level = check_int("huge_page_level", huge_page_level)
     high = pa_bits_rsvd(maxphyaddr) & bits(0, 51)
     large_1g = EPTE.PS.bit if huge_page_level < 3 else 0
     large_2m = EPTE.PS.bit if huge_page_level < 2 else 0

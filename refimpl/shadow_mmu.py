@@ -92,6 +92,7 @@ from .walker import (
     ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, TranslateResult, check_access,
     check_gva, load_pdptrs, translate, walk_addr_generic, walk_context,
 )
+from .errors import check_bugs, check_instance, check_range
 
 __all__ = [
     "BUGS",
@@ -295,6 +296,9 @@ def detect_write_misaligned(role: PageRole, gpa: int, nbytes: int) -> bool:
     ---
     ``detect_write_misaligned`` in ``arch/x86/kvm/mmu/mmu.c``.
     """
+    gpa = check_int("gpa", gpa)
+    nbytes = check_int("nbytes", nbytes)
+    check_instance("role", role, PageRole)
     offset = gpa & (_PAGE - 1)
     pte_size = 4 if role.has_4_byte_gpte else 8
     if not offset & (pte_size - 1) and nbytes == 1:
@@ -314,6 +318,8 @@ def get_written_sptes(role: PageRole, gpa: int) -> Optional[tuple[int, int]]:
     ---
     ``get_written_sptes`` in ``arch/x86/kvm/mmu/mmu.c``.
     """
+    gpa = check_int("gpa", gpa)
+    check_instance("role", role, PageRole)
     offset = gpa & (_PAGE - 1)
     n = 1
     if role.has_4_byte_gpte:
@@ -499,12 +505,7 @@ class ShadowMmu:
             raise TypeError(f"kvm must be a refimpl.vm.Kvm, got {type(kvm).__name__}")
         if not isinstance(guest_mem, GuestMemory):
             raise TypeError(f"guest_mem must be a GuestMemory, got {type(guest_mem).__name__}")
-        if isinstance(bugs, str):
-            raise TypeError("bugs must be an iterable of names, not a str")
-        bugs = frozenset(bugs)
-        unknown = bugs - BUGS.keys()
-        if unknown:
-            raise ValueError(f"bugs: unknown names {sorted(unknown)}; known: {sorted(BUGS)}")
+        bugs = check_bugs("bugs", bugs, BUGS)
         if fmt is None:
             fmt = x86_format(phys_bits=kvm.host.maxphyaddr, tdp=False)
         if not isinstance(fmt, SpteFormat) or fmt.name != "x86" or fmt.tdp:
@@ -553,6 +554,7 @@ class ShadowMmu:
 
     def gfn_write_tracked(self, gfn: int) -> bool:
         """Whether guest stores to ``gfn`` are emulated (``kvm_gfn_is_write_tracked``)."""
+        gfn = check_int("gfn", gfn)
         return self.write_track.get(gfn, 0) > 0
 
     def shadow_pages(self) -> list[ShadowPage]:
@@ -1142,7 +1144,16 @@ class ShadowMmu:
         KVM
         ---
         ``FNAME(walk_addr_generic)`` in ``arch/x86/kvm/mmu/paging_tmpl.h``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``vc`` not a vCPU of this MMU, ``gva`` out of range for the
+            mode, ``access`` with unknown bits.
         """
+        self._check_vcpu(vc)
+        access = check_access(access)
+        gva = check_gva(gva, vc.cpu)
         cpu = vc.cpu
         ctx = walk_context(cpu)
         if cpu.mode is PagingMode.PAE:
@@ -1190,6 +1201,8 @@ class ShadowMmu:
         See :func:`refimpl.mmu.hw_translate_shadow`: CR0.WP=1 always, SMEP,
         SMAP and RFLAGS.AC are the guest's.
         """
+        gva = check_int("gva", gva)
+        access = check_int("access", access)
         vc = self._check_vcpu(vc)
         root = vc.mmu.root
         if root.hpa is None:
@@ -1544,6 +1557,8 @@ class ShadowMmu:
     def memslot_changed(self, kvm: Kvm, change: MemslotChange) -> None:
         """Deleting or moving a slot zaps everything; enabling dirty logging
         write-protects the slot (``kvm_mmu_slot_remove_write_access``)."""
+        check_instance("kvm", kvm, Kvm)
+        check_instance("change", change, MemslotChange)
         if change.kind in (MemslotChangeKind.DELETE, MemslotChangeKind.MOVE):
             self.zap_all()
         elif change.kind is MemslotChangeKind.FLAGS_ONLY and change.new is not None:
@@ -1627,6 +1642,8 @@ class GuestPageTables:
 
     def index(self, gva: int, level: int) -> int:
         """Index of ``gva``'s entry in a level-``level`` table."""
+        gva = check_int("gva", gva)
+        level = check_int("level", level)
         if self.mode is PagingMode.BITS32:
             return (gva >> (12 + 10 * (level - 1))) & 1023
         if self.mode is PagingMode.PAE and level == 3:
@@ -1635,14 +1652,41 @@ class GuestPageTables:
 
     def entry_gpa(self, table_gfn: int, gva: int, level: int) -> int:
         """Where ``gva``'s level-``level`` entry lives in table ``table_gfn``."""
+        table_gfn = check_int("table_gfn", table_gfn)
+        gva = check_int("gva", gva)
+        level = check_int("level", level)
         return (table_gfn << 12) + self.index(gva, level) * self.entry_bytes
 
     def read(self, gpa: int) -> int:
-        """The entry at ``gpa``."""
+        """The entry at ``gpa``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``gpa`` not an int, or the entry not inside guest memory.
+        """
+        gpa = check_int("gpa", gpa)
+        if not self.mem.contains(gpa, self.entry_bytes) or gpa < 0:
+            raise ValueError(f"gpa {gpa:#x} (+{self.entry_bytes}) is outside guest memory "
+                             f"[0, {self.mem.size:#x})")
         return self.mem._load(gpa, self.entry_bytes)
 
     def write(self, gpa: int, value: int) -> None:
-        """Store an entry at ``gpa`` directly in memory."""
+        """Store an entry at ``gpa`` directly in memory.
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``gpa`` outside guest memory, ``value`` not in
+            ``[0, 2**(8 * entry_bytes))``.
+        """
+        gpa = check_int("gpa", gpa)
+        value = check_int("value", value)
+        if not 0 <= value < 1 << (8 * self.entry_bytes):
+            raise ValueError(f"value {value:#x} does not fit in {8 * self.entry_bytes} bits")
+        if not self.mem.contains(gpa, self.entry_bytes) or gpa < 0:
+            raise ValueError(f"gpa {gpa:#x} (+{self.entry_bytes}) is outside guest memory "
+                             f"[0, {self.mem.size:#x})")
         self.mem._store(gpa, self.entry_bytes, value)
 
     def map(self, gva: int, gpa: int, *, leaf_level: int = 1, leaf: int = 0x7,
@@ -1665,9 +1709,23 @@ class GuestPageTables:
         dict of int to int
             ``{level: entry gpa}`` of the entries on the path.
         """
+        top = {PagingMode.BITS32: 2, PagingMode.PAE: 3, PagingMode.LEVEL4: 4}[self.mode]
+        gva = check_range("gva", gva, 0, 1 << (32 if top < 4 else 64))
+        gpa = check_range("gpa", gpa, 0, 1 << 52)
+        leaf_level = check_range("leaf_level", leaf_level, 1, top + 1)
+        leaf = check_range("leaf", leaf, 0, 1 << 64)
+        for name, d in (("upper", upper), ("tables", tables)):
+            if d is not None and not isinstance(d, dict):
+                raise TypeError(f"{name} must be a dict of level -> int, got {type(d).__name__}")
+            for k, v in (d or {}).items():
+                check_range(f"{name} key", k, 1, top + 1)
+                check_range(f"{name}[{k}]", v, 0, 1 << 40)
+        # Every table the walk needs must fit before anything is written.
+        fresh = sum(1 for lv in range(top, leaf_level, -1) if lv not in (tables or {}))
+        if not self.mem.contains(self.next_gfn << 12, fresh * _PAGE):
+            raise ValueError("guest memory is full: no room for the tables this map needs")
         upper = upper or {}
         tables = tables or {}
-        top = {PagingMode.BITS32: 2, PagingMode.PAE: 3, PagingMode.LEVEL4: 4}[self.mode]
         table = self.root_gfn
         path = {}
         for level in range(top, leaf_level, -1):

@@ -45,6 +45,9 @@ inputs, and no vCPU, so the TDP MMU can build SPTEs in contexts that have no
 vCPU, such as recovering huge pages when dirty logging is turned off.
 
 All functions are pure: integers in, integers or frozen dataclasses out.
+Each checks its arguments first (see :mod:`refimpl.errors`): an SPTE that
+is not an ``int`` in ``[0, 2**64)`` raises ``TypeError``/``ValueError``
+naming it, as does a ``fmt`` that is not a :class:`SpteFormat`.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from .bits import Field, Layout, bits
 from .memory import check_int
 from .roles import ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK
 from .rsvd import RsvdBitsValidate, reset_rsvds_bits_mask, reset_rsvds_bits_mask_ept
+from .errors import check_instance, check_range
 
 __all__ = [
     "SPTE_X86",
@@ -337,6 +341,7 @@ def ept_format(*, has_ad_bits: bool = True, has_exec_only: bool = True,
     state of Ben Gardon's series); MMIO value W|X = 110, mask RWX, no access
     bits (``kvm_mmu_set_mmio_spte_mask``).
     """
+    phys_bits = check_int("phys_bits", phys_bits)
     L = SPTE_EPT
     rwx = L.R.bit | L.W.bit | L.X.bit
     return SpteFormat(
@@ -418,6 +423,8 @@ def tdp_shadow_zero_check(fmt: SpteFormat, root_level: int = 4) -> RsvdBitsValid
     masks without execute-only (Intel), or the x86 masks with NX, 1 GiB
     pages and AMD's reserved bit 8 (AMD), all with the host MAXPHYADDR.
     """
+    root_level = check_int("root_level", root_level)
+    check_instance("fmt", fmt, SpteFormat)
     if fmt.name == "ept":
         return reset_rsvds_bits_mask_ept(maxphyaddr=fmt.phys_bits, execonly=False)
     return reset_rsvds_bits_mask(root_level=root_level, maxphyaddr=fmt.phys_bits,
@@ -434,6 +441,8 @@ def shadow_zero_check_for(fmt: SpteFormat, root_level: int) -> RsvdBitsValidate:
     ---
     ``reset_shadow_zero_bits_mask`` in ``arch/x86/kvm/mmu/mmu.c``.
     """
+    root_level = check_int("root_level", root_level)
+    check_instance("fmt", fmt, SpteFormat)
     if fmt.name != "x86":
         raise ValueError("fmt: shadow tables use the x86 format")
     return reset_rsvds_bits_mask(root_level=root_level, maxphyaddr=fmt.phys_bits,
@@ -456,58 +465,80 @@ class SpteKind(Protocol):
 # ---------------------------------------------------------------------------
 
 
+def _check_spte(name: str, value: object) -> int:
+    """``value`` as an SPTE: an int in ``[0, 2**64)`` (TypeError/ValueError)."""
+    return check_range(name, value, 0, 1 << 64)
+
+
 def is_shadow_present_pte(spte: int) -> bool:
     """KVM maps something here (MMU-present; MMIO SPTEs are not present)."""
+    spte = _check_spte("spte", spte)
     return bool(spte & SPTE_MMU_PRESENT_MASK)
 
 
 def is_large_pte(spte: int) -> bool:
     """The page-size bit is set."""
+    spte = _check_spte("spte", spte)
     return bool(spte & PT_PAGE_SIZE_MASK)
 
 
 def is_last_spte(spte: int, level: int) -> bool:
     """The SPTE is a leaf: level 1, or a huge page."""
+    spte = _check_spte("spte", spte)
+    level = check_range("level", level, 1, 6)
     return level == 1 or is_large_pte(spte)
 
 
 def is_writable_pte(spte: int) -> bool:
     """Hardware W is set."""
+    spte = _check_spte("spte", spte)
     return bool(spte & PT_WRITABLE_MASK)
 
 
 def is_mmu_writable_spte(fmt: SpteFormat, spte: int) -> bool:
     """KVM's MMU allows making this SPTE writable (no write tracking)."""
+    spte = _check_spte("spte", spte)
+    check_instance("fmt", fmt, SpteFormat)
     return bool(spte & fmt.mmu_writable_mask)
 
 
 def is_host_writable_spte(fmt: SpteFormat, spte: int) -> bool:
     """The host page behind this SPTE may be written."""
+    spte = _check_spte("spte", spte)
+    check_instance("fmt", fmt, SpteFormat)
     return bool(spte & fmt.host_writable_mask)
 
 
 def is_executable_pte(fmt: SpteFormat, spte: int) -> bool:
     """The SPTE allows instruction fetches."""
+    spte = _check_spte("spte", spte)
+    check_instance("fmt", fmt, SpteFormat)
     return (spte & (fmt.x_mask | fmt.nx_mask)) == fmt.x_mask
 
 
 def spte_ad_enabled(spte: int) -> bool:
     """Hardware A/D bits are used for this SPTE (A/D type is not "disabled")."""
+    spte = _check_spte("spte", spte)
     return (spte & SPTE_TDP_AD_MASK) != SPTE_TDP_AD_DISABLED
 
 
 def spte_ad_need_write_protect(spte: int) -> bool:
     """Dirty tracking must write-protect (A/D type is not "enabled")."""
+    spte = _check_spte("spte", spte)
     return (spte & SPTE_TDP_AD_MASK) != SPTE_TDP_AD_ENABLED
 
 
 def is_access_track_spte(fmt: SpteFormat, spte: int) -> bool:
     """Access-tracked: A/D disabled and the tracked bits cleared."""
+    check_instance("fmt", fmt, SpteFormat)
+    spte = _check_spte("spte", spte)
     return not spte_ad_enabled(spte) and (spte & fmt.acc_track_mask) == 0
 
 
 def is_accessed_spte(fmt: SpteFormat, spte: int) -> bool:
     """The page was accessed since KVM last cleared the evidence."""
+    spte = _check_spte("spte", spte)
+    check_instance("fmt", fmt, SpteFormat)
     if spte_ad_enabled(spte):
         return bool(spte & fmt.accessed_mask)
     return not is_access_track_spte(fmt, spte)
@@ -515,6 +546,8 @@ def is_accessed_spte(fmt: SpteFormat, spte: int) -> bool:
 
 def is_dirty_spte(fmt: SpteFormat, spte: int) -> bool:
     """The page may have been written through this SPTE."""
+    spte = _check_spte("spte", spte)
+    check_instance("fmt", fmt, SpteFormat)
     if spte_ad_enabled(spte):
         return bool(spte & fmt.dirty_mask)
     return is_writable_pte(spte)
@@ -522,16 +555,22 @@ def is_dirty_spte(fmt: SpteFormat, spte: int) -> bool:
 
 def is_mmio_spte(fmt: SpteFormat, spte: int) -> bool:
     """An MMIO SPTE of this format (never when MMIO caching is off)."""
+    spte = _check_spte("spte", spte)
+    check_instance("fmt", fmt, SpteFormat)
     return fmt.mmio_caching and (spte & fmt.mmio_mask) == fmt.mmio_value
 
 
 def is_rsvd_spte(rsvd: RsvdBitsValidate, spte: int, level: int) -> bool:
     """``shadow_zero_check`` flags ``spte`` at ``level`` (``is_rsvd_spte``)."""
+    level = check_int("level", level)
+    check_instance("rsvd", rsvd, RsvdBitsValidate)
+    spte = _check_spte("spte", spte)
     return rsvd.is_rsvd_bits_set(spte, level)
 
 
 def spte_to_pfn(spte: int) -> int:
     """The host frame number in a present SPTE."""
+    spte = _check_spte("spte", spte)
     return (spte & SPTE_BASE_ADDR_MASK) >> 12
 
 
@@ -573,6 +612,7 @@ def make_mmio_spte(fmt: SpteFormat, gfn: int, access: int, generation: int) -> i
     ``make_mmio_spte`` in ``arch/x86/kvm/mmu/spte.c``; the vCPU there is
     used only to read the memslot generation, passed here instead.
     """
+    check_instance("fmt", fmt, SpteFormat)
     if not fmt.mmio_caching:
         raise ValueError("fmt: MMIO caching is disabled for this format")
     gfn = check_int("gfn", gfn)
@@ -586,16 +626,21 @@ def make_mmio_spte(fmt: SpteFormat, gfn: int, access: int, generation: int) -> i
 
 def get_mmio_spte_generation(spte: int) -> int:
     """The memslot generation recorded in an MMIO SPTE."""
+    spte = _check_spte("spte", spte)
     return MMIO_SPTE_GEN_LOW.get(spte) | (MMIO_SPTE_GEN_HIGH.get(spte) << MMIO_SPTE_GEN_LOW.width)
 
 
 def get_mmio_spte_gfn(fmt: SpteFormat, spte: int) -> int:
     """The gfn recorded in an MMIO SPTE."""
+    spte = _check_spte("spte", spte)
+    check_instance("fmt", fmt, SpteFormat)
     return (spte & fmt.lower_gfn_mask) >> 12
 
 
 def get_mmio_spte_access(fmt: SpteFormat, spte: int) -> int:
     """The ACC bits recorded in an MMIO SPTE."""
+    spte = _check_spte("spte", spte)
+    check_instance("fmt", fmt, SpteFormat)
     return spte & fmt.mmio_access_mask
 
 
@@ -637,6 +682,8 @@ def mark_spte_for_access_track(fmt: SpteFormat, spte: int) -> int:
     ---
     ``mark_spte_for_access_track`` in ``arch/x86/kvm/mmu/spte.c``.
     """
+    spte = _check_spte("spte", spte)
+    check_instance("fmt", fmt, SpteFormat)
     if spte_ad_enabled(spte):
         return spte & ~fmt.accessed_mask
     if is_access_track_spte(fmt, spte):
@@ -653,7 +700,15 @@ def restore_acc_track_spte(spte: int) -> int:
     KVM
     ---
     ``restore_acc_track_spte`` in ``arch/x86/kvm/mmu/spte.h``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``spte`` not an int in ``[0, 2**64)``.
     """
+    spte = check_int("spte", spte)
+    if not 0 <= spte < 1 << 64:
+        raise ValueError(f"spte must be in [0, 2**64), got {spte:#x}")
     saved = (spte >> SHADOW_ACC_TRACK_SAVED_BITS_SHIFT) & SHADOW_ACC_TRACK_SAVED_BITS_MASK
     spte &= ~(SHADOW_ACC_TRACK_SAVED_BITS_MASK << SHADOW_ACC_TRACK_SAVED_BITS_SHIFT)
     return spte | saved
@@ -743,6 +798,8 @@ def make_spte(
     ``try_unsync`` the third. Dirty-page marking (``mark_page_dirty_in_slot``
     in newer kernels) is the caller's job: this function is pure.
     """
+    gfn = check_int("gfn", gfn)
+    old_spte = check_int("old_spte", old_spte)
     fmt, zero_check = _kind_parts(kind, shadow_zero_check)
     level = check_int("level", level)
     if level not in (1, 2, 3):
@@ -816,6 +873,7 @@ def make_nonleaf_spte(fmt: SpteFormat, child_pfn: int, *, ad_disabled: bool = Fa
     ---
     ``make_nonleaf_spte`` in ``arch/x86/kvm/mmu/spte.c``.
     """
+    check_instance("fmt", fmt, SpteFormat)
     spte = SPTE_MMU_PRESENT_MASK
     spte |= (check_int("child_pfn", child_pfn) << 12) | fmt.present_mask | PT_WRITABLE_MASK
     spte |= fmt.user_mask | fmt.x_mask | fmt.me_mask
@@ -825,6 +883,8 @@ def make_nonleaf_spte(fmt: SpteFormat, child_pfn: int, *, ad_disabled: bool = Fa
 
 def decode_spte(fmt: SpteFormat, spte: int) -> dict[str, int]:
     """Every field of ``spte`` by name, MMIO layout for MMIO SPTEs."""
+    spte = _check_spte("spte", spte)
+    check_instance("fmt", fmt, SpteFormat)
     layout = fmt.mmio_layout if is_mmio_spte(fmt, spte) else fmt.layout
     return layout.decode(spte)
 
@@ -843,11 +903,12 @@ def make_small_spte(fmt: SpteFormat, huge_spte: int, level: int, index: int) -> 
     ``make_small_spte`` (earlier ``make_huge_page_split_spte``) in
     ``arch/x86/kvm/mmu/spte.c``, used by eager page splitting.
     """
+    huge_spte = _check_spte("huge_spte", huge_spte)
     level = check_int("level", level)
     if level not in (1, 2):
         raise ValueError(f"level must be 1 or 2, got {level}")
-    if not 0 <= index < 512:
-        raise ValueError(f"index must be in [0, 512), got {index}")
+    check_instance("fmt", fmt, SpteFormat)
+    index = check_range("index", index, 0, 512)
     child = huge_spte + ((index * (1 << (9 * (level - 1)))) << 12)
     if level == 1:
         child &= ~PT_PAGE_SIZE_MASK
@@ -862,9 +923,11 @@ def make_huge_spte(fmt: SpteFormat, small_spte: int, level: int) -> int:
     ``make_huge_spte`` in ``arch/x86/kvm/mmu/spte.c`` (v6.13 in-place
     recovery of huge pages).
     """
+    small_spte = _check_spte("small_spte", small_spte)
     level = check_int("level", level)
     if level not in (2, 3):
         raise ValueError(f"level must be 2 or 3, got {level}")
+    check_instance("fmt", fmt, SpteFormat)
     pages = 1 << (9 * (level - 1))
     pfn = spte_to_pfn(small_spte) & ~(pages - 1)
     huge = (small_spte & ~SPTE_BASE_ADDR_MASK) | (pfn << 12) | PT_PAGE_SIZE_MASK

@@ -72,6 +72,7 @@ from .spte import (
     spte_to_pfn,
 )
 from .vm import PAGE_SIZE, Kvm, Memslot, MemslotChange, MemslotChangeKind, Vcpu
+from .errors import check_bugs, check_instance, check_int, check_range
 
 __all__ = [
     "BUGS",
@@ -103,6 +104,7 @@ _U64 = struct.Struct("<Q")
 
 def level_pages(level: int) -> int:
     """4 KiB pages mapped by one SPTE at ``level`` (1, 512, 512**2...)."""
+    level = check_range("level", level, 1, 6)
     return 1 << (9 * (level - 1))
 
 
@@ -275,12 +277,8 @@ class TdpMmu:
                  zap_all_on_delete: bool = True, eager_split: bool = False,
                  recovery: RecoveryStrategy = RecoveryStrategy.IN_PLACE,
                  bugs: Iterable[str] = ()) -> None:
-        if isinstance(bugs, str):
-            raise TypeError("bugs must be an iterable of names, not a str")
-        bugs = frozenset(bugs)
-        if bugs - BUGS.keys():
-            raise ValueError(f"bugs: unknown names {sorted(bugs - BUGS.keys())}; "
-                             f"known: {sorted(BUGS)}")
+        bugs = check_bugs("bugs", bugs, BUGS)
+        host_max_level = check_int("host_max_level", host_max_level)
         if not isinstance(kvm, Kvm):
             raise TypeError(f"kvm must be a Kvm, got {type(kvm).__name__}")
         if kind is None:
@@ -351,6 +349,7 @@ class TdpMmu:
 
     def root_role(self, vcpu: Vcpu) -> PageRole:
         """The root role of ``vcpu`` (``kvm_calc_tdp_mmu_root_page_role``)."""
+        self._check_vcpu(vcpu)
         role = self._roles.get(vcpu.smm)
         if role is None:
             role = calc_tdp_root_role(CpuRole(PageRole(smm=int(vcpu.smm))),
@@ -358,10 +357,14 @@ class TdpMmu:
             self._roles[vcpu.smm] = role
         return role
 
+    def _check_vcpu(self, vcpu: object) -> None:
+        check_instance("vcpu", vcpu, Vcpu)
+        if not any(v is vcpu for v in self.kvm.vcpus):
+            raise ValueError("vcpu must be a vCPU of this VM")
+
     def init_vcpu(self, vcpu: Vcpu) -> Mmu:
         """Give ``vcpu`` its ``kvm_mmu`` on this VM's kind (``init_kvm_tdp_mmu``)."""
-        if not isinstance(vcpu, Vcpu) or vcpu not in self.kvm.vcpus:
-            raise ValueError("vcpu must be a vCPU of this VM")
+        self._check_vcpu(vcpu)
         vcpu.mmu = Mmu(self.kind, root_role=self.root_role(vcpu), page_fault=self.page_fault)
         return vcpu.mmu
 
@@ -382,6 +385,7 @@ class TdpMmu:
 
     def put_root(self, root: TdpMmuPage) -> None:
         """Drop a reference; free the root's tables at zero (``kvm_tdp_mmu_put_root``)."""
+        check_instance("root", root, TdpMmuPage)
         if root.root_count <= 0:
             raise ValueError("root: reference count already zero")
         root.root_count -= 1
@@ -391,6 +395,7 @@ class TdpMmu:
 
     def load(self, vcpu: Vcpu) -> TdpMmuPage:
         """Make sure ``vcpu`` runs on a valid root (``kvm_mmu_reload``/``kvm_mmu_load``)."""
+        self._check_vcpu(vcpu)
         mmu = vcpu.mmu
         if mmu is None or mmu.kind is not self.kind:
             mmu = self.init_vcpu(vcpu)
@@ -410,6 +415,7 @@ class TdpMmu:
 
     def unload(self, vcpu: Vcpu) -> None:
         """Drop ``vcpu``'s root (``kvm_mmu_unload``)."""
+        self._check_vcpu(vcpu)
         mmu = vcpu.mmu
         if mmu is not None and mmu.root.valid:
             assert mmu.root.hpa is not None
@@ -441,6 +447,8 @@ class TdpMmu:
     def walk(self, root: TdpMmuPage, gfn: int) -> list[tuple[int, int, int]]:
         """The SPTEs on the path to ``gfn``: ``(level, sptep, spte)``, top down
         (``kvm_tdp_mmu_get_walk``)."""
+        gfn = check_int("gfn", gfn)
+        check_instance("root", root, TdpMmuPage)
         out = []
         pfn = root.pfn
         for level in range(root.role.level, 0, -1):
@@ -506,6 +514,8 @@ class TdpMmu:
         (``disallow_lpage``), the host must map it that large
         (``host_max_level``), and dirty logging forces 4 KiB.
         """
+        gfn = check_int("gfn", gfn)
+        check_instance("slot", slot, Memslot)
         if slot.dirty_logging:
             return 1
         for level in (3, 2):
@@ -543,11 +553,19 @@ class TdpMmu:
 
         Raises
         ------
+        TypeError
+            ``vcpu`` not a Vcpu, ``gpa`` or ``error_code`` not an int.
         ValueError
-            ``gpa`` out of range (hardware never reports one).
+            ``vcpu`` of another VM; ``gpa`` out of range (hardware never
+            reports one); ``error_code`` outside ``[0, 2**64)``.
         """
+        self._check_vcpu(vcpu)
+        gpa = check_int("gpa", gpa)
+        error_code = check_int("error_code", error_code)
         if not 0 <= gpa < self.kvm.max_gfn << 12:
             raise ValueError(f"gpa {gpa:#x} is outside the guest's physical address space")
+        if error_code < 0 or error_code >> 64:
+            raise ValueError(f"error_code must be in [0, 2**64), got {error_code:#x}")
         self.kind.stats.page_faults += 1
         root = self.load(vcpu)
         gfn = gpa >> 12
@@ -638,6 +656,9 @@ class TdpMmu:
 
     def hw_translate(self, vcpu: Vcpu, gpa: int, access: int = 0) -> HwResult:
         """The CPU's walk of ``vcpu``'s current root, no TLB, no fault handling."""
+        gpa = check_int("gpa", gpa)
+        access = check_int("access", access)
+        self._check_vcpu(vcpu)
         root = self.load(vcpu)
         return hw_translate_tdp(self.kvm.host, self.fmt, root.hpa, root.role.level, gpa,
                                 access, ad=self.kind.ad_enabled and not root.role.ad_disabled)
@@ -656,6 +677,13 @@ class TdpMmu:
         -------
         refimpl.tdp_mmu.AccessResult
         """
+        gpa = check_int("gpa", gpa)
+        access = check_int("access", access)
+        if access & ~(ACCESS_WRITE | ACCESS_FETCH) or access < 0:
+            raise ValueError(f"access {access:#x} has bits other than ACCESS_WRITE|ACCESS_FETCH")
+        if not 0 <= gpa < self.kvm.max_gfn << 12:
+            raise ValueError(f"gpa {gpa:#x} is outside the guest's physical address space")
+        self._check_vcpu(vcpu)
         faults = 0
         for _ in range(8):
             root = self.load(vcpu)
@@ -714,6 +742,9 @@ class TdpMmu:
     def zap_gfn_range(self, start: int, end: int, as_id: int = 0, *, flush: bool = True) -> bool:
         """Zap ``[start, end)`` in every root of address space ``as_id``
         (``kvm_tdp_mmu_zap_leafs``); flush if anything was present."""
+        start = check_int("start", start)
+        end = check_int("end", end)
+        as_id = check_int("as_id", as_id)
         changed = False
         for root in list(self.kind.roots):
             if root.role.smm == as_id:
@@ -730,6 +761,8 @@ class TdpMmu:
     def memslot_changed(self, kvm: Kvm, change: MemslotChange) -> None:
         """Follow a committed memslot change (``kvm_arch_flush_shadow_memslot``,
         ``kvm_mmu_slot_apply_flags``, ``kvm_mmu_invalidate_mmio_sptes``)."""
+        check_instance("kvm", kvm, Kvm)
+        check_instance("change", change, MemslotChange)
         kind = change.kind
         if kind in (MemslotChangeKind.DELETE, MemslotChangeKind.MOVE):
             old = change.old
@@ -820,6 +853,8 @@ class TdpMmu:
 
     def sync_dirty_log(self, kvm: Kvm, slot: Memslot) -> None:
         """Drain the vCPUs' PML buffers into the dirty bitmap (``vmx_flush_pml_buffer``)."""
+        check_instance("kvm", kvm, Kvm)
+        check_instance("slot", slot, Memslot)
         for v in kvm.vcpus:
             for gpa in v.pml_buffer:
                 kvm.mark_page_dirty(gpa >> 12, v.as_id)
@@ -945,6 +980,9 @@ def measure_disable_dirty_logging(npages: int, strategy: RecoveryStrategy, *,
         The counts from disabling dirty logging to the end of the second
         round of accesses (refaults included).
     """
+    npages = check_int("npages", npages)
+    nvcpus = check_int("nvcpus", nvcpus)
+    host_max_level = check_int("host_max_level", host_max_level)
     from .spte import ept_format
     from .vm import HostMemory
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from .errors import check_items
+
 
 @dataclass(frozen=True)
 class Message:
@@ -205,7 +207,14 @@ TDP_ROOT_KINDS: tuple[tuple[str, bool, bool], ...] = (
 
 
 def fields_after(fates: tuple[Fate, ...] = FATES) -> set[str]:
-    """The field set that applying ``fates`` to the 2021 structure yields."""
+    """The field set that applying ``fates`` to the 2021 structure yields.
+
+    Raises
+    ------
+    TypeError
+        ``fates`` not an iterable of :class:`Fate`.
+    """
+    fates = check_items("fates", fates, Fate)
     out: set[str] = set()
     for f in fates:
         out.update(f.now)
@@ -219,7 +228,10 @@ def check_fates(fates: tuple[Fate, ...] = FATES) -> None:
     ------
     ValueError
         Naming the fields with no fate, with two, or not in Sean's list.
+    TypeError
+        ``fates`` not an iterable of :class:`Fate`.
     """
+    fates = check_items("fates", fates, Fate)
     listed = [name for name, _ in SEAN_FIELDS]
     given = [f.field for f in fates]
     missing = sorted(set(listed) - set(given))

@@ -40,7 +40,8 @@ from dataclasses import dataclass, field, replace
 from enum import Enum, IntFlag
 from typing import TYPE_CHECKING, Optional, Protocol
 
-from .memory import GuestMemory, check_int
+from .errors import HostOutOfMemory
+from .memory import MAX_SIZE, GuestMemory, check_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cpu import CpuState
@@ -98,6 +99,10 @@ def _flag(name: str, value: object) -> bool:
 # ---------------------------------------------------------------------------
 
 
+#: The most host frames a :class:`HostMemory` may have (1 TiB of host).
+MAX_FRAMES = 1 << 28
+
+
 class HostMemory:
     """Host-physical memory: ``nframes`` 4 KiB frames and who uses them.
 
@@ -114,9 +119,11 @@ class HostMemory:
     Parameters
     ----------
     nframes : int
-        Number of host frames, ``>= 1``.
+        Number of host frames, ``1 <= nframes <= MAX_FRAMES`` (2**28: the
+        model keeps a byte per frame).
     backed_frames : int or None
-        Frames with contents (default: all).
+        Frames with contents (default: all), at most ``nframes`` and at most
+        2**20 (4 GiB of bytes, :data:`refimpl.memory.MAX_SIZE`).
     maxphyaddr : int
         The host's MAXPHYADDR (``boot_cpu_data.x86_phys_bits``), 32..52;
         SPTE reserved bits and the MMIO SPTE value depend on it.
@@ -137,8 +144,8 @@ class HostMemory:
     def __init__(self, nframes: int, *, backed_frames: Optional[int] = None,
                  maxphyaddr: int = 46) -> None:
         nframes = check_int("nframes", nframes)
-        if nframes < 1:
-            raise ValueError(f"nframes must be >= 1, got {nframes}")
+        if not 1 <= nframes <= MAX_FRAMES:
+            raise ValueError(f"nframes must be in [1, {MAX_FRAMES:#x}], got {nframes:#x}")
         maxphyaddr = check_int("maxphyaddr", maxphyaddr)
         if not 32 <= maxphyaddr <= 52:
             raise ValueError(f"maxphyaddr must be in [32, 52], got {maxphyaddr}")
@@ -149,8 +156,9 @@ class HostMemory:
         if backed_frames is None:
             backed_frames = nframes
         backed_frames = check_int("backed_frames", backed_frames)
-        if not 0 <= backed_frames <= nframes:
-            raise ValueError(f"backed_frames must be in [0, {nframes}], got {backed_frames}")
+        if not 0 <= backed_frames <= min(nframes, MAX_SIZE // PAGE_SIZE):
+            raise ValueError(f"backed_frames must be in [0, {min(nframes, MAX_SIZE // PAGE_SIZE)}], "
+                             f"got {backed_frames}")
         self.nframes = nframes
         self.backed_frames = backed_frames
         self.maxphyaddr = maxphyaddr
@@ -170,10 +178,12 @@ class HostMemory:
 
     def is_allocated(self, pfn: int) -> bool:
         """Whether frame ``pfn`` is allocated (False outside host memory)."""
+        pfn = check_int("pfn", pfn)
         return 0 <= pfn < self.nframes and bool(self._used[pfn])
 
     def is_backed(self, pfn: int) -> bool:
         """Whether frame ``pfn`` has contents the walkers can read."""
+        pfn = check_int("pfn", pfn)
         return 0 <= pfn < self.backed_frames
 
     def alloc_page(self) -> int:
@@ -181,12 +191,12 @@ class HostMemory:
 
         Raises
         ------
-        MemoryError
+        refimpl.errors.HostOutOfMemory
             If no backed frame is free (the host is out of memory).
         """
         pfn = self._used.find(0, 0, self.backed_frames)
         if pfn < 0:
-            raise MemoryError("host memory: no free backed frame for a page-table page")
+            raise HostOutOfMemory("host memory: no free backed frame for a page-table page")
         self._used[pfn] = 1
         self.mem.buffer[pfn * PAGE_SIZE:(pfn + 1) * PAGE_SIZE] = bytes(PAGE_SIZE)
         self.pages_allocated += 1
@@ -194,6 +204,7 @@ class HostMemory:
 
     def free_page(self, pfn: int) -> None:
         """Free a frame from :meth:`alloc_page`."""
+        pfn = check_int("pfn", pfn)
         self.free_range(pfn, 1)
 
     def alloc_range(self, npages: int, align: int = 1) -> int:
@@ -204,7 +215,7 @@ class HostMemory:
         ------
         ValueError
             ``npages < 1`` or ``align`` not a power of two.
-        MemoryError
+        refimpl.errors.HostOutOfMemory
             If no such run is free.
         """
         npages = check_int("npages", npages)
@@ -226,7 +237,7 @@ class HostMemory:
             if busy - npages < 0:
                 break
             start = (busy - npages) // align * align
-        raise MemoryError(f"host memory: no free run of {npages} frames aligned to {align}")
+        raise HostOutOfMemory(f"host memory: no free run of {npages} frames aligned to {align}")
 
     def free_range(self, pfn: int, npages: int) -> None:
         """Free ``npages`` frames from ``pfn``; all must be allocated.
@@ -248,10 +259,13 @@ class HostMemory:
 
     def read64(self, hpa: int) -> int:
         """The 64-bit word at host-physical ``hpa`` (a backed frame)."""
+        hpa = check_int("hpa", hpa)
         return self.mem.read64(hpa)
 
     def write64(self, hpa: int, value: int) -> None:
         """Store a 64-bit word at host-physical ``hpa`` (a backed frame)."""
+        hpa = check_int("hpa", hpa)
+        value = check_int("value", value)
         self.mem.write64(hpa, value)
 
     def state(self) -> tuple[bytes, bytes]:
@@ -315,10 +329,12 @@ class Memslot:
 
     def contains(self, gfn: int) -> bool:
         """Whether ``gfn`` lies in the slot."""
+        gfn = check_int("gfn", gfn)
         return self.base_gfn <= gfn < self.end_gfn
 
     def gfn_to_hfn(self, gfn: int) -> int:
         """The host frame backing ``gfn`` (``__gfn_to_hva_memslot`` + GUP)."""
+        gfn = check_int("gfn", gfn)
         if not self.contains(gfn):
             raise ValueError(f"gfn {gfn:#x} is not in memslot {self.id}")
         return self.host_pfn + (gfn - self.base_gfn)
@@ -467,6 +483,7 @@ class Kvm:
 
     def memslots(self, as_id: int = 0) -> tuple[Memslot, ...]:
         """The slots of an address space, by base gfn."""
+        as_id = check_int("as_id", as_id)
         return tuple(sorted((s for (a, _), s in self._slots.items() if a == as_id),
                             key=lambda s: s.base_gfn))
 
@@ -491,6 +508,8 @@ class Kvm:
 
     def gfn_to_memslot(self, gfn: int, as_id: int = 0) -> Optional[Memslot]:
         """The slot holding ``gfn``, or None (``__gfn_to_memslot``)."""
+        gfn = check_int("gfn", gfn)
+        as_id = check_int("as_id", as_id)
         for (a, _), s in self._slots.items():
             if a == as_id and s.base_gfn <= gfn < s.end_gfn:
                 return s
@@ -498,6 +517,8 @@ class Kvm:
 
     def gfn_to_hfn(self, gfn: int, as_id: int = 0) -> Optional[int]:
         """The host frame behind ``gfn``, or None outside every slot."""
+        gfn = check_int("gfn", gfn)
+        as_id = check_int("as_id", as_id)
         s = self.gfn_to_memslot(gfn, as_id)
         return None if s is None else s.host_pfn + (gfn - s.base_gfn)
 
@@ -582,6 +603,7 @@ class Kvm:
             overlap with a slot of the same address space, host frames out
             of range or not allocated. The VM is unchanged.
         """
+        flags = check_int("flags", flags)
         slot_id = check_int("slot_id", slot_id)
         as_id = check_int("as_id", as_id)
         base_gfn = check_int("base_gfn", base_gfn)
@@ -620,6 +642,8 @@ class Kvm:
         ValueError
             If the slot does not exist (or was already deleted).
         """
+        slot_id = check_int("slot_id", slot_id)
+        as_id = check_int("as_id", as_id)
         old = self.memslot(slot_id, as_id)
         key = (old.as_id, old.id)
         del self._slots[key]
@@ -641,6 +665,8 @@ class Kvm:
             Unknown slot, dirty logging on (KVM refuses to move a logged
             slot), or the new range is bad or overlaps.
         """
+        slot_id = check_int("slot_id", slot_id)
+        as_id = check_int("as_id", as_id)
         old = self.memslot(slot_id, as_id)
         new_base_gfn = check_int("new_base_gfn", new_base_gfn)
         if old.dirty_logging:
@@ -662,6 +688,9 @@ class Kvm:
             Unknown slot, unknown flag bits, or a change of
             ``KVM_MEM_READONLY`` (KVM refuses it).
         """
+        slot_id = check_int("slot_id", slot_id)
+        flags = check_int("flags", flags)
+        as_id = check_int("as_id", as_id)
         old = self.memslot(slot_id, as_id)
         flags = self._check_flags(flags)
         if (flags ^ old.flags) & MemslotFlags.READONLY:
@@ -676,11 +705,15 @@ class Kvm:
 
     def enable_dirty_logging(self, slot_id: int, as_id: int = 0) -> Memslot:
         """Set ``KVM_MEM_LOG_DIRTY_PAGES`` on a slot."""
+        slot_id = check_int("slot_id", slot_id)
+        as_id = check_int("as_id", as_id)
         s = self.memslot(slot_id, as_id)
         return self.set_memslot_flags(slot_id, s.flags | MemslotFlags.LOG_DIRTY_PAGES, as_id)
 
     def disable_dirty_logging(self, slot_id: int, as_id: int = 0) -> Memslot:
         """Clear ``KVM_MEM_LOG_DIRTY_PAGES`` on a slot."""
+        slot_id = check_int("slot_id", slot_id)
+        as_id = check_int("as_id", as_id)
         s = self.memslot(slot_id, as_id)
         return self.set_memslot_flags(slot_id, s.flags & ~MemslotFlags.LOG_DIRTY_PAGES, as_id)
 
@@ -688,12 +721,16 @@ class Kvm:
 
     def mark_page_dirty(self, gfn: int, as_id: int = 0) -> None:
         """Record a write to ``gfn`` if its slot logs (``mark_page_dirty_in_slot``)."""
+        gfn = check_int("gfn", gfn)
+        as_id = check_int("as_id", as_id)
         s = self.gfn_to_memslot(gfn, as_id)
         if s is not None and s.dirty_logging:
             self._dirty[(s.as_id, s.id)].add(gfn)
 
     def peek_dirty_log(self, slot_id: int, as_id: int = 0) -> frozenset[int]:
         """The dirty gfns of a slot, after syncing hardware logs; not cleared."""
+        slot_id = check_int("slot_id", slot_id)
+        as_id = check_int("as_id", as_id)
         s = self.memslot(slot_id, as_id)
         for listener in self.listeners:
             listener.sync_dirty_log(self, s)
@@ -711,6 +748,8 @@ class Kvm:
         ValueError
             Unknown slot, or dirty logging is off for it.
         """
+        slot_id = check_int("slot_id", slot_id)
+        as_id = check_int("as_id", as_id)
         s = self.memslot(slot_id, as_id)
         if not s.dirty_logging:
             raise ValueError(f"slot_id {slot_id}: dirty logging is not enabled")

@@ -60,6 +60,7 @@ from .formats import (
 from .memory import GuestMemory, check_int
 from .permissions import permission_fault, update_permission_bitmask, update_pkru_bitmask
 from .rsvd import RsvdBitsValidate, pdpte_rsvd_mask, reset_rsvds_bits_mask
+from .errors import check_bool, check_instance, check_range
 
 #: A write (error-code bit 1, ``PFERR_WRITE_MASK``).
 ACCESS_WRITE = int(PFERR.W)
@@ -118,6 +119,12 @@ class WalkContext:
     ``arch/x86/include/asm/kvm_host.h`` (``struct kvm_mmu``);
     filled in by ``arch/x86/kvm/mmu/mmu.c`` (``init_kvm_nested_mmu``,
     ``shadow_mmu_init_context``, ``kvm_init_shadow_ept_mmu``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A field of the wrong type, ``root_level`` not in ``[1, 5]``,
+        ``pkru_mask`` not in ``[0, 2**32)``.
     """
 
     fmt: EntryFormat
@@ -130,6 +137,14 @@ class WalkContext:
     has_pferr_fetch: bool = False
 
     def __post_init__(self) -> None:
+        check_instance("fmt", self.fmt, EntryFormat)
+        object.__setattr__(self, "root_level", check_range("root_level", self.root_level, 1, 6))
+        check_instance("rsvd", self.rsvd, RsvdBitsValidate)
+        if type(self.permissions) is not tuple or len(self.permissions) != 16:
+            raise TypeError("permissions must be the 16-byte tuple of update_permission_bitmask")
+        object.__setattr__(self, "pkru_mask", check_range("pkru_mask", self.pkru_mask, 0, 1 << 32))
+        for name in ("have_ad", "pse", "has_pferr_fetch"):
+            object.__setattr__(self, name, check_bool(name, getattr(self, name)))
         # Per-level constants for the hot loop, indexed by level (0 unused):
         # where the index starts, which address bits a leaf supplies and
         # which pass through, and whether bit 7 can end the walk there.
@@ -162,6 +177,8 @@ class WalkContext:
         ---
         ``arch/x86/kvm/mmu/paging_tmpl.h``: ``FNAME(is_last_gpte)``.
         """
+        level = check_int("level", level)
+        pte = check_int("pte", pte)
         if level == 1:
             return True
         if not pte & PTE64.PS.bit:
@@ -264,6 +281,12 @@ def walk_addr_generic(
     Divergence: KVM retries the walk when a concurrent write races its A/D
     cmpxchg; here nothing runs concurrently, so A/D is a plain OR.
     """
+    root = check_int("root", root)
+    addr = check_int("addr", addr)
+    access = check_int("access", access)
+    pkru = check_int("pkru", pkru)
+    check_instance("mem", mem, GuestMemory)
+    check_instance("ctx", ctx, WalkContext)
     fmt = ctx.fmt
     nbytes = fmt.entry_bytes
     nx_mask = fmt.nx_mask
@@ -383,6 +406,8 @@ def update_accessed_dirty_bits(
     ---
     ``arch/x86/kvm/mmu/paging_tmpl.h``: ``FNAME(update_accessed_dirty_bits)``.
     """
+    check_instance("mem", mem, GuestMemory)
+    check_instance("fmt", fmt, EntryFormat)
     nbytes = fmt.entry_bytes
     last = len(entries) - 1
     for i, (_level, gpa, _value) in enumerate(entries):
@@ -530,6 +555,7 @@ def _record_rights(result: TranslateResult) -> int:
 
 def check_access(access: object, allowed: int = ACCESS_MASK) -> int:
     """``access`` as an int, refusing bools and bits outside ``allowed``."""
+    allowed = check_int("allowed", allowed)
     access = check_int("access", access)
     if access < 0 or access & ~allowed:
         raise ValueError(
@@ -540,6 +566,7 @@ def check_access(access: object, allowed: int = ACCESS_MASK) -> int:
 
 def check_gva(gva: object, cpu: CpuState) -> int:
     """``gva`` as an int in ``[0, 2**64)``, and below ``2**32`` outside long mode."""
+    check_instance("cpu", cpu, CpuState)
     gva = check_int("gva", gva)
     if not 0 <= gva < 1 << 64:
         raise ValueError(f"gva must be in [0, 2**64), got {gva:#x}")
@@ -552,6 +579,8 @@ def check_gva(gva: object, cpu: CpuState) -> int:
 
 def is_canonical(gva: int, width: int) -> bool:
     """Whether bits 63:width-1 of ``gva`` are all equal."""
+    gva = check_range("gva", gva, 0, 1 << 64)
+    width = check_range("width", width, 1, 65)
     top = gva >> (width - 1)
     return top == 0 or top == (1 << (65 - width)) - 1
 
@@ -569,6 +598,7 @@ def walk_context(cpu: CpuState) -> WalkContext:
     ``reset_guest_rsvds_bits_mask``, ``update_permission_bitmask``,
     ``update_pkru_bitmask``.
     """
+    check_instance("cpu", cpu, CpuState)
     ctx = cpu.__dict__.get("_walk_context")
     if ctx is None:
         mode = cpu.mode
@@ -612,6 +642,7 @@ def root_table(cpu: CpuState) -> int:
     MAXPHYADDR could not have been loaded, and here simply points outside
     memory). PAE uses :func:`load_pdptrs` instead.
     """
+    check_instance("cpu", cpu, CpuState)
     if cpu.mode is PagingMode.BITS32:
         return cpu.cr3 & _PTE32_ADDR
     return cpu.cr3 & _PTE64_ADDR
@@ -644,6 +675,9 @@ def load_pdptrs(
     ``arch/x86/kvm/x86.c``: ``load_pdptrs``; ``arch/x86/kvm/svm/nested.c``:
     ``nested_svm_get_tdp_pdptr`` for ``check=False``.
     """
+    check_instance("mem", mem, GuestMemory)
+    cr3 = check_int("cr3", cr3)
+    maxphyaddr = check_int("maxphyaddr", maxphyaddr)
     base = cr3 & PAE_CR3_PDPT_MASK
     out = []
     rsvd = pdpte_rsvd_mask(maxphyaddr)
@@ -754,6 +788,9 @@ def translate_clear(
 
 def result_from_walk(walk: Walk, access: int, ctx: WalkContext) -> TranslateResult:
     """Turn a :class:`Walk` into the public result, building the fault KVM injects."""
+    access = check_int("access", access)
+    check_instance("walk", walk, Walk)
+    check_instance("ctx", ctx, WalkContext)
     if walk.error is None:
         return TranslateResult(walk.gpa, None, walk.level, walk.trace, walk.acc)
     fault = fault_for(

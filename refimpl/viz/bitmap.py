@@ -20,10 +20,12 @@ from ..formats import PFERR
 from ..permissions import PFEC_INDEX_MASK, permission_fault, update_permission_bitmask
 from ..walker import ACCESS_USER
 from .walk import ACCESSES, rights_str
+from ..errors import check_instance, check_int
 
 
 def row_bits(index: int) -> dict[str, bool]:
     """What row ``index`` stands for: its W, U, not-SMAP and F bits."""
+    index = check_int("index", index)
     pfec = index << 1
     return {"W": bool(pfec & PFERR.W), "U": bool(pfec & PFERR.U),
             "notSMAP": bool(pfec & PFERR.RSVD), "F": bool(pfec & PFERR.F)}
@@ -104,6 +106,7 @@ def explain_lookup(setup: BitmapSetup) -> Lookup:
     The result is cross-checked against
     :func:`refimpl.permissions.permission_fault` itself.
     """
+    check_instance("setup", setup, BitmapSetup)
     table = setup.table()
     pfec = setup.access_bits & PFEC_INDEX_MASK
     row = (pfec | (PFERR.RSVD if setup.rflags_ac else 0)) >> 1
@@ -126,6 +129,7 @@ def bitmap_html(setup: BitmapSetup) -> str:
     that column's rights, ``.`` otherwise. The used cell has the class
     ``hit`` and ``data-row``/``data-col`` attributes.
     """
+    check_instance("setup", setup, BitmapSetup)
     look = explain_lookup(setup)
     head = (f'<tr><th style="{_TH}">row</th><th style="{_TH}">W U &not;SMAP F</th>'
             f'<th style="{_TH}">byte</th>'

@@ -17,6 +17,7 @@ from html import escape
 from .. import mmu_legacy as L
 from .. import mmu_split as S
 from .svg import Arrow, Box, Diagram, render
+from ..errors import check_instance
 
 VENDORS = ("vmx", "svm")
 
@@ -75,6 +76,7 @@ def run_transitions(module, create, setup: LayoutSetup):
         From the transition, for a configuration KVM refuses (nested EPT/NPT
         when KVM itself does not use EPT/NPT).
     """
+    check_instance("setup", setup, LayoutSetup)
     vcpu = create(setup.host)
     module.set_regs(vcpu, L.L1_REGS)
     if setup.nested:
@@ -173,6 +175,7 @@ class LayoutReport:
 
 def explain_layout(setup: LayoutSetup) -> LayoutReport:
     """Build both vCPUs for ``setup`` and read where their pointers go."""
+    check_instance("setup", setup, LayoutSetup)
     try:
         legacy = run_transitions(L, L.kvm_mmu_create, setup)
         split = run_transitions(S, lambda host: S.kvm_mmu_create(S.kvm_arch_init_vm(host)), setup)
@@ -193,6 +196,7 @@ _TD = 'style="border:1px solid #ccc;padding:2px 6px;font-family:monospace"'
 
 def layout_html(report: LayoutReport) -> str:
     """Both diagrams side by side, with a one-line summary of each layout."""
+    check_instance("report", report, LayoutReport)
     setup = report.setup
     head = f'<p class="layout-config" style="margin:0 0 4px 0"><b>{escape(setup.describe())}</b></p>'
     if report.impossible is not None:

@@ -57,6 +57,7 @@ from .walk import (
     index_at,
     levels,
 )
+from ..errors import check_choice, check_instance, check_range
 
 #: Where L1 puts each L2 page: L2 page ``P`` is at L1 ``P + L1_OFFSET``.
 L1_OFFSET = 0x100000
@@ -82,28 +83,64 @@ _EPT_A, _EPT_D = 1 << 8, 1 << 9
 
 
 def ept_table_gpa(ept_levels: int, level: int) -> int:
-    """L1 address of the EPT table of ``level`` (the root at 0x1000)."""
+    """L1 address of the EPT table of ``level`` (the root at 0x1000).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``ept_levels`` not 4 or 5, ``level`` not in ``[1, ept_levels]``.
+    """
+    ept_levels = check_choice("ept_levels", ept_levels, (4, 5))
+    level = check_range("level", level, 1, ept_levels + 1)
     return 0x1000 * (ept_levels - level + 1)
 
 
 def ept_pte_gpa(ept_levels: int, l2_page: int) -> int:
-    """L1 address of the EPT PTE that maps L2 page ``l2_page`` (below 2 MiB)."""
+    """L1 address of the EPT PTE that maps L2 page ``l2_page`` (below 2 MiB).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``ept_levels`` not 4 or 5, ``l2_page`` not in ``[0, 2 MiB)``.
+    """
+    l2_page = check_range("l2_page", l2_page, 0, 1 << 21)
     return ept_table_gpa(ept_levels, 1) + 8 * (l2_page >> 12)
 
 
 def targets(mode: str) -> tuple[str, ...]:
-    """The break targets offered in ``mode``: none, L2's tables top down, the data page."""
+    """The break targets offered in ``mode``: none, L2's tables top down, the data page.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``mode`` not one of the mode names.
+    """
+    check_choice("mode", mode, MODES)
     return ("none", *(TABLE_NAMES[lv] for lv in levels(MODES[mode])), DATA)
 
 
 def entries(mode: str) -> tuple[str, ...]:
-    """The L2 entries that can be made not present in ``mode``: none, then top down."""
+    """The L2 entries that can be made not present in ``mode``: none, then top down.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``mode`` not one of the mode names.
+    """
+    check_choice("mode", mode, MODES)
     pm = MODES[mode]
     return ("none", *(entry_name(pm, lv) for lv in levels(pm)))
 
 
 def target_gpa(name: str) -> int:
-    """The L2 page a break target names."""
+    """The L2 page a break target names.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``name`` not a break target.
+    """
+    check_choice("name", name, (DATA, *TABLE_NAMES.values()))
     if name == DATA:
         return DATA_GPA
     level = {v: k for k, v in TABLE_NAMES.items()}[name]
@@ -181,6 +218,7 @@ class NestedSetup:
 
 def build_memory(setup: NestedSetup) -> GuestMemory:
     """L1's memory: the EPT tables, and L2's tables at their L1 addresses."""
+    check_instance("setup", setup, NestedSetup)
     m = setup.ept_levels
     mem = GuestMemory(L1_MEMORY_SIZE)
     for level in range(m, 1, -1):
@@ -343,6 +381,7 @@ def explain_nested(setup: NestedSetup) -> NestedReport:
     -------
     NestedReport
     """
+    check_instance("setup", setup, NestedSetup)
     mode = setup.paging_mode
     wide = mode is not PagingMode.BITS32
     mem = build_memory(setup)
@@ -412,6 +451,7 @@ def nested_html(report: NestedReport, step: int | None = None) -> str:
     translation reads, highlights reference ``step`` and greys the later
     ones; the outcome is the whole translation's.
     """
+    check_instance("report", report, NestedReport)
     setup = report.setup
     total = report.steps
     step = total if step is None else max(0, min(step, total))

@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
+from ..errors import UnknownName, check_instance
+
 #: Fill and stroke of each box style.
 STYLES: dict[str, tuple[str, str, str]] = {
     # style: (fill, stroke, stroke-dasharray)
@@ -114,7 +116,7 @@ class Diagram:
         for b in self.boxes:
             if b.key == key:
                 return b
-        raise KeyError(f"no box {key!r}")
+        raise UnknownName(f"key: no box {key!r}")
 
     def edges(self) -> set[tuple[str, str, str]]:
         """Every arrow as ``(src, label, dst)``: what the diagram claims."""
@@ -130,7 +132,14 @@ def render(d: Diagram, ident: str) -> str:
 
     ``ident`` prefixes the arrowhead marker id, so that several diagrams can
     share a page.
+
+    Raises
+    ------
+    TypeError
+        ``d`` not a :class:`Diagram`, ``ident`` not a str.
     """
+    check_instance("d", d, Diagram)
+    check_instance("ident", ident, str)
     marker = f"{ident}-arrow"
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="kvmbook-diagram" id="{escape(ident)}" '

@@ -25,7 +25,7 @@ rule
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from html import escape
 
 from ..cpu import CpuState, PagingMode
@@ -34,6 +34,7 @@ from ..formats import ACC, CR0, CR4, EFER, PFERR, PTE32, PTE64, RFLAGS
 from ..memory import GuestMemory
 from ..permissions import PFEC_INDEX_MASK, permission_fault
 from ..walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, TranslateResult, translate, walk_context
+from ..errors import check_bool, check_choice, check_instance, check_int, check_range
 
 #: The modes the explorer offers, by the name shown in its menu.
 MODES: dict[str, PagingMode] = {
@@ -63,7 +64,15 @@ MAXPHYADDR = 46
 
 
 def entry_name(mode: PagingMode, level: int) -> str:
-    """The SDM's name for the entry of ``level`` in ``mode`` (PML5E ... PTE)."""
+    """The SDM's name for the entry of ``level`` in ``mode`` (PML5E ... PTE).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``mode`` not a PagingMode, ``level`` not in ``[1, 5]``.
+    """
+    check_instance("mode", mode, PagingMode)
+    level = check_range("level", level, 1, 6)
     if level == 1:
         return "PTE"
     if level == 2:
@@ -75,6 +84,7 @@ def entry_name(mode: PagingMode, level: int) -> str:
 
 def levels(mode: PagingMode) -> tuple[int, ...]:
     """The levels a walk in ``mode`` visits, top down."""
+    check_instance("mode", mode, PagingMode)
     return tuple(range(mode.root_level, 0, -1))
 
 
@@ -84,11 +94,14 @@ def index_at(mode: PagingMode, level: int) -> int:
     The root level uses index 1, the next index 2, and so on, so that every
     entry sits at a different offset in its table and the trace shows it.
     """
+    level = check_int("level", level)
+    check_instance("mode", mode, PagingMode)
     return mode.root_level - level + 1
 
 
 def explorer_gva(mode: PagingMode) -> int:
     """The linear address the explorer translates in ``mode``."""
+    check_instance("mode", mode, PagingMode)
     fmt_bits = 10 if mode is PagingMode.BITS32 else 9
     gva = PAGE_OFFSET
     for level in levels(mode):
@@ -138,6 +151,7 @@ PDPTE_ONLY_P = EntryBits(p=True, w=False, u=False, a=False, d=False, ps=False, n
 
 def default_entries(mode: PagingMode) -> dict[int, EntryBits]:
     """Entries that map the page: P, W, U, A everywhere (a PAE PDPTE: P only)."""
+    check_instance("mode", mode, PagingMode)
     out = {level: EntryBits() for level in levels(mode)}
     if mode is PagingMode.PAE:
         out[3] = PDPTE_ONLY_P
@@ -195,11 +209,31 @@ class WalkSetup:
         return MODES[self.mode]
 
     def entry(self, level: int) -> EntryBits:
-        """The entry bits of ``level`` (defaults if not given)."""
+        """The entry bits of ``level`` (defaults if not given).
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``level`` not a level of this setup's paging mode.
+        """
+        level = check_int("level", level)
+        check_choice("level", level, levels(self.paging_mode))
         return self.entries.get(level, default_entries(self.paging_mode)[level])
 
     def with_entry(self, level: int, **bits: bool) -> "WalkSetup":
-        """A copy with some bits of one level's entry changed."""
+        """A copy with some bits of one level's entry changed.
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``level`` not a level of this mode; a bit name :class:`EntryBits`
+            does not have, or a value that is not a bool.
+        """
+        level = check_int("level", level)
+        check_choice("level", level, levels(self.paging_mode))
+        for k, v in bits.items():
+            check_choice("bit name", k, [f.name for f in fields(EntryBits)])
+            check_bool(k, v)
         entries = {lv: self.entry(lv) for lv in levels(self.paging_mode)}
         entries[level] = replace(entries[level], **bits)
         return replace(self, entries=entries)
@@ -241,6 +275,7 @@ def build_memory(setup: WalkSetup) -> GuestMemory:
     :data:`PAGE_GPA`; the leaf also carries the protection key in 4/5-level
     paging. Entries below the leaf are written too, but never read.
     """
+    check_instance("setup", setup, WalkSetup)
     mode = setup.paging_mode
     cpu = setup.cpu()
     ctx = walk_context(cpu)
@@ -274,12 +309,14 @@ def build_memory(setup: WalkSetup) -> GuestMemory:
 
 def rights_str(acc: int) -> str:
     """ACC rights as three letters: ``U`` or ``-``, ``W`` or ``-``, ``X`` or ``-``."""
+    acc = check_int("acc", acc)
     return (("U" if acc & ACC.USER else "-") + ("W" if acc & ACC.WRITE else "-")
             + ("X" if acc & ACC.EXEC else "-"))
 
 
 def decode_error_code(code: int) -> str:
     """``0x7 (P|W|U)``: the error code and the names of its bits, low bit first."""
+    code = check_int("code", code)
     names = [f.name for f in PFERR if f is not PFERR.IMPLICIT and code & f]
     return f"{code:#x} ({'|'.join(names) if names else 'none'})"
 
@@ -326,6 +363,7 @@ def broken_rules(
     :func:`refimpl.permissions.permission_fault` allows the access, and
     contains ``PK`` exactly when that function reports PK.
     """
+    acc = check_int("acc", acc)
     page_user = bool(acc & ACC.USER)
     page_write = bool(acc & ACC.WRITE)
     page_exec = bool(acc & ACC.EXEC)
@@ -428,6 +466,7 @@ def explain_walk(setup: WalkSetup) -> WalkReport:
     -------
     WalkReport
     """
+    check_instance("setup", setup, WalkSetup)
     mode = setup.paging_mode
     cpu = setup.cpu()
     ctx = walk_context(cpu)
@@ -522,6 +561,7 @@ def check_explanation(report: WalkReport) -> None:
     The explanation is computed apart from the walk (:func:`broken_rules`
     restates the SDM); this cross-check is what lets the chapter trust it.
     """
+    check_instance("report", report, WalkReport)
     fault = report.result.fault
     if fault is None or fault.reason is not WalkError.PERMISSION:
         assert not report.rules, report.rules
@@ -557,6 +597,7 @@ def _flag_str(value: int, wide: bool) -> str:
 
 def walk_html(report: WalkReport) -> str:
     """The report as an HTML fragment: the walk table, then outcome and rule."""
+    check_instance("report", report, WalkReport)
     setup = report.setup
     wide = setup.paging_mode is not PagingMode.BITS32
     digits = 16 if wide else 8

@@ -1,0 +1,390 @@
+"""The public API of ``refimpl``, found by introspection, for the fuzz tests.
+
+A *public callable* is a function or class named in a module's ``__all__``
+(or, for modules without one, defined there without a leading underscore),
+plus every public method of such a class. :func:`public_callables` finds
+them all, so a function added tomorrow is fuzzed without anyone listing it.
+
+The fuzz calls each one with arguments that are either *good* (a fresh,
+valid value for a parameter of that name, from :data:`GOOD`, or the
+parameter's default) or *arbitrary* (anything from :data:`ARBITRARY`),
+so that a bad value can reach the checks behind the first parameter.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import inspect
+import pkgutil
+import types
+
+import numpy as np
+from hypothesis import strategies as st
+
+import refimpl
+import refimpl.viz
+
+# ---------------------------------------------------------------------------
+# Discovery
+# ---------------------------------------------------------------------------
+
+
+def public_modules() -> list[types.ModuleType]:
+    """``refimpl``, its submodules and ``refimpl.viz``'s, imported."""
+    names = ["refimpl", "refimpl.viz"]
+    names += [f"refimpl.{m.name}" for m in pkgutil.iter_modules(refimpl.__path__)
+              if not m.name.startswith("_") and m.name != "viz"]
+    names += [f"refimpl.viz.{m.name}" for m in pkgutil.iter_modules(refimpl.viz.__path__)
+              if not m.name.startswith("_")]
+    return [importlib.import_module(n) for n in sorted(names)]
+
+
+def public_names(module: types.ModuleType) -> list[str]:
+    """The module's ``__all__``, or its own public functions and classes."""
+    names = getattr(module, "__all__", None)
+    if names is not None:
+        return list(names)
+    return [n for n, v in vars(module).items()
+            if not n.startswith("_") and (inspect.isfunction(v) or inspect.isclass(v))
+            and getattr(v, "__module__", None) == module.__name__]
+
+
+def _methods(cls: type) -> list[str]:
+    out = []
+    for k, f in vars(cls).items():
+        if k.startswith("_"):
+            continue
+        if inspect.isfunction(f) or isinstance(f, (staticmethod, classmethod)):
+            out.append(k)
+    return out
+
+
+def public_callables() -> dict[str, tuple[object, type | None]]:
+    """``{"module.qualname": (callable, owning class or None)}``.
+
+    Functions and classes (the class itself stands for its constructor) are
+    keyed by where they are defined, so a name re-exported by ``refimpl`` or
+    ``refimpl.viz`` is one entry. Methods are keyed ``module.Class.method``
+    and returned unbound; the fuzz calls them on a fresh instance.
+    """
+    found: dict[str, tuple[object, type | None]] = {}
+    for mod in public_modules():
+        for name in public_names(mod):
+            obj = getattr(mod, name)
+            if inspect.isclass(obj):
+                found[f"{obj.__module__}.{obj.__qualname__}"] = (obj, None)
+                for m in _methods(obj):
+                    found[f"{obj.__module__}.{obj.__qualname__}.{m}"] = (
+                        inspect.getattr_static(obj, m), obj)
+            elif callable(obj) and getattr(obj, "__module__", "").startswith("refimpl"):
+                found[f"{obj.__module__}.{obj.__qualname__}"] = (obj, None)
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Arbitrary values
+# ---------------------------------------------------------------------------
+
+
+class Opaque:
+    """An object no function expects."""
+
+    def __repr__(self) -> str:
+        return "Opaque()"
+
+
+# Integers around every boundary the API has (signs, 12/32/48/52/57/64 bits)
+# plus unbounded ones. Sizes from 2**24 to 2**33 are left out: a *valid*
+# request for gigabytes of memory is not misuse, and would allocate it.
+_EDGES = sorted({s * ((1 << b) + d) for b in (0, 3, 8, 9, 12, 31, 32, 40, 46, 48, 51, 52, 57,
+                                              63, 64, 100) for d in (-1, 0, 1) for s in (1, -1)})
+_EDGES = [e for e in _EDGES if not (1 << 24) <= abs(e) < (1 << 33)]
+
+INTS = st.one_of(
+    st.integers(-(1 << 12), 1 << 20),
+    st.sampled_from(_EDGES),
+    st.integers(min_value=1 << 33),
+    st.integers(max_value=-(1 << 24)),
+)
+
+NUMPY = st.one_of(
+    INTS.filter(lambda v: 0 <= v < 1 << 64).map(np.uint64),
+    INTS.filter(lambda v: -(1 << 63) <= v < 1 << 63).map(np.int64),
+    st.integers(0, 255).map(np.uint8),
+    st.floats(allow_nan=True).map(np.float64),
+    st.booleans().map(np.bool_),
+    st.lists(INTS.filter(lambda v: 0 <= v < 1 << 64), max_size=3).map(
+        lambda v: np.array(v, dtype=np.uint64)),
+    st.lists(st.integers(-5, 5), max_size=3).map(lambda v: np.array(v, dtype=np.int8)),
+    st.just(np.zeros((2, 2))),
+)
+
+ARBITRARY = st.deferred(lambda: st.one_of(
+    INTS,
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=6),
+    st.binary(max_size=12),
+    NUMPY,
+    st.lists(st.one_of(INTS, st.none(), st.text(max_size=2)), max_size=3),
+    st.tuples(INTS, INTS),
+    st.frozensets(st.integers(-3, 1 << 20), max_size=3),
+    st.dictionaries(st.text(max_size=3), INTS, max_size=2),
+    st.just(Opaque()),
+    st.just(object),
+    st.just(print),
+    st.sampled_from(list(refimpl.cpu.PagingMode)),
+))
+
+
+# ---------------------------------------------------------------------------
+# Good values: fresh, valid arguments by parameter name
+# ---------------------------------------------------------------------------
+
+from refimpl import CpuState, GuestMemory  # noqa: E402
+from refimpl.cpu import PagingMode  # noqa: E402
+
+LONG = dict(cr0=(1 << 31) | (1 << 16) | 1, cr3=0x1000, cr4=0x20, efer=0xD00)
+
+
+def _kvm():
+    from refimpl.vm import HostMemory, Kvm
+    kvm = Kvm(HostMemory(0x1000, backed_frames=0x100, maxphyaddr=46))
+    kvm.add_memslot(0, 0, 0x200)
+    return kvm
+
+
+def _vcpu_vm():
+    return _kvm().create_vcpu()
+
+
+def _legacy_vcpu():
+    from refimpl import mmu_legacy
+    return mmu_legacy.kvm_mmu_create()
+
+
+def _split_vcpu():
+    from refimpl import mmu_split
+    return mmu_split.kvm_mmu_create(mmu_split.kvm_arch_init_vm())
+
+
+def _fmt():
+    from refimpl.spte import ept_format
+    return ept_format(phys_bits=46)
+
+
+def _cpu_role():
+    from refimpl.roles import calc_cpu_role
+    return calc_cpu_role(LONG["cr0"], LONG["cr4"], LONG["efer"])
+
+
+def _page_role():
+    from refimpl.roles import calc_tdp_root_role
+    return calc_tdp_root_role(_cpu_role())
+
+
+def _ept_fault():
+    from refimpl.ept import ept_translate
+    return ept_translate(GuestMemory(0x2000), 0x101E, 0).fault
+
+
+def _walk_setup():
+    from refimpl.viz.walk import WalkSetup
+    return WalkSetup()
+
+
+# name -> factory (called once per example: values may be mutated).
+GOOD: dict[str, object] = {
+    "mem": lambda: GuestMemory(0x4000),
+    "l1_mem": lambda: GuestMemory(0x4000),
+    "guest_mem": lambda: GuestMemory(0x4000),
+    "cpu": lambda: CpuState(**LONG, maxphyaddr=46),
+    "l2_cpu": lambda: CpuState(**LONG),
+    "gva": lambda: 0x1234,
+    "gpa": lambda: 0x1000,
+    "addr": lambda: 0x1000,
+    "hpa": lambda: 0x1000,
+    "gfn": lambda: 1,
+    "pfn": lambda: 1,
+    "access": lambda: 0,
+    "level": lambda: 1,
+    "eptp": lambda: 0x101E,
+    "ncr3": lambda: 0x1000,
+    "cr0": lambda: LONG["cr0"],
+    "cr3": lambda: 0x1000,
+    "cr4": lambda: LONG["cr4"],
+    "efer": lambda: LONG["efer"],
+    "l1_cr4": lambda: LONG["cr4"],
+    "l1_efer": lambda: LONG["efer"],
+    "maxphyaddr": lambda: 46,
+    "spte": lambda: 0x1007,
+    "fmt": _fmt,
+    "kvm": _kvm,
+    "host": lambda: __import__("refimpl.vm", fromlist=["HostMemory"]).HostMemory(
+        0x1000, backed_frames=0x100),
+    "cpu_role": _cpu_role,
+    "role": _page_role,
+    "root_role": _page_role,
+    "mode": lambda: PagingMode.LEVEL4,
+    "setup": _walk_setup,
+    "fault": _ept_fault,
+    "size": lambda: 0x1000,
+    "n": lambda: 8,
+    "data": lambda: b"\0" * 8,
+    "value": lambda: 0,
+    "word": lambda: 0,
+    "gvas": lambda: np.array([0, 0x1234], dtype=np.uint64),
+    "as_id": lambda: 0,
+    "slot_id": lambda: 0,
+    "npages": lambda: 1,
+    "root_level": lambda: 4,
+    "root_hpa": lambda: 0x1000,
+}
+
+# Per-module meaning of an ambiguous name.
+GOOD_IN: dict[str, dict[str, object]] = {
+    "refimpl.mmu_legacy": {"vcpu": _legacy_vcpu, "host": lambda: __import__(
+        "refimpl.mmu_legacy", fromlist=["Host"]).Host()},
+    "refimpl.mmu_split": {"vcpu": _split_vcpu, "host": lambda: __import__(
+        "refimpl.mmu_legacy", fromlist=["Host"]).Host()},
+    "refimpl.tdp_mmu": {"vcpu": _vcpu_vm},
+    "refimpl.mmu": {"vcpu": _vcpu_vm},
+    "refimpl.shadow_mmu": {"mode": lambda: PagingMode.LEVEL4},
+}
+
+
+def good_value(module: str, name: str):
+    """A factory for a valid ``name`` argument in ``module``, or None."""
+    f = GOOD_IN.get(module, {}).get(name) or GOOD.get(name)
+    return f
+
+
+# Instances whose methods are fuzzed: class key -> factory.
+def _tdp_mmu():
+    from refimpl.mmu import tdp_kind
+    from refimpl.tdp_mmu import TdpMmu
+    kvm = _kvm()
+    kvm.create_vcpu()
+    return TdpMmu(kvm, tdp_kind(_fmt()))
+
+
+def _shadow_mmu():
+    from refimpl.shadow_mmu import ShadowMmu
+    mmu = ShadowMmu(_kvm(), GuestMemory(0x200 << 12))
+    mmu.add_vcpu(CpuState(**LONG, maxphyaddr=46))
+    return mmu
+
+
+INSTANCES: dict[str, object] = {
+    "refimpl.tdp_mmu.TdpMmu": _tdp_mmu,
+    "refimpl.shadow_mmu.ShadowMmu": _shadow_mmu,
+    "refimpl.vm.Kvm": _kvm,
+    "refimpl.mmu_legacy.KvmVcpuArch": _legacy_vcpu,
+    "refimpl.mmu_split.KvmVcpuArch": _split_vcpu,
+}
+
+
+def _instances_more():
+    from refimpl import bugs, formats, mmu_legacy, nested, rsvd, walker
+    from refimpl.shadow_mmu import GuestPageTables
+    from refimpl.viz import layouts, svg
+    from refimpl.vm import HostMemory, Memslot
+
+    def diagram():
+        d = svg.Diagram(200, 100, caption="c")
+        d.boxes.append(svg.Box("a", 10, 10, 50, "A"))
+        d.boxes.append(svg.Box("b", 100, 10, 50, "B"))
+        d.arrows.append(svg.Arrow("a", "b", "x"))
+        return d
+
+    def nested_result():
+        mem = GuestMemory(0x10000)
+        return nested.nested_translate(mem, CpuState(**LONG), 0x1234, eptp=0x201E)
+
+    return {
+        "refimpl.bits.Field": lambda: formats.CR0.field("PG") if hasattr(formats.CR0, "field")
+        else formats.CR0.PG,
+        "refimpl.bits.Layout": lambda: formats.PTE64,
+        "refimpl.bugs.ReplayedBug": lambda: bugs.REPLAYED[0],
+        "refimpl.formats.EntryFormat": lambda: formats.PTTYPE64,
+        "refimpl.mmu_legacy.Derived": lambda: mmu_legacy.Derived("f", (("a", 1), ("b", True))),
+        "refimpl.nested.NestedResult": nested_result,
+        "refimpl.rsvd.RsvdBitsValidate": lambda: rsvd.reset_rsvds_bits_mask(
+            root_level=4, maxphyaddr=46, nx=True, gbpages=True, pse=True),
+        "refimpl.shadow_mmu.GuestPageTables": lambda: GuestPageTables(
+            GuestMemory(0x20000), PagingMode.LEVEL4, 0x10),
+        "refimpl.viz.layouts.LayoutReport": lambda: layouts.explain_layout(layouts.LayoutSetup()),
+        "refimpl.viz.svg.Box": lambda: svg.Box("a", 10, 10, 50, "A"),
+        "refimpl.viz.svg.Diagram": diagram,
+        "refimpl.vm.HostMemory": lambda: HostMemory(0x1000, backed_frames=0x100),
+        "refimpl.vm.Memslot": lambda: Memslot(0, 0, 0x10, 0x20, 0x100),
+        "refimpl.walker.WalkContext": lambda: walker.walk_context(CpuState(**LONG)),
+    }
+
+
+INSTANCES.update(_instances_more())
+
+# Good values that belong to the instance a method is called on (a vCPU of
+# this VM, a root of this MMU), so the fuzz gets past "not ours".
+GOOD_FOR_INSTANCE: dict[tuple[str, str], object] = {
+    ("refimpl.tdp_mmu.TdpMmu", "vcpu"): lambda m: m.kvm.vcpus[0],
+    ("refimpl.tdp_mmu.TdpMmu", "kvm"): lambda m: m.kvm,
+    ("refimpl.tdp_mmu.TdpMmu", "slot"): lambda m: m.kvm.memslot(0),
+    ("refimpl.tdp_mmu.TdpMmu", "root"): lambda m: m.load(m.kvm.vcpus[0]),
+    ("refimpl.tdp_mmu.TdpMmu", "gpa"): lambda m: 0x3000,
+    ("refimpl.shadow_mmu.ShadowMmu", "vc"): lambda m: m.vcpus[0],
+    ("refimpl.shadow_mmu.ShadowMmu", "kvm"): lambda m: m.kvm,
+    ("refimpl.shadow_mmu.ShadowMmu", "slot"): lambda m: m.kvm.memslot(0),
+    ("refimpl.vm.Kvm", "slot_id"): lambda k: 0,
+}
+
+
+# ---------------------------------------------------------------------------
+# State snapshots: a call that raises must change nothing
+# ---------------------------------------------------------------------------
+
+
+def state_of(obj, memo=None, depth=0):
+    """A comparable, canonical picture of ``obj`` and everything it reaches."""
+    if memo is None:
+        memo = {}
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes, complex, enum.Enum)):
+        return obj if not isinstance(obj, float) or obj == obj else "nan"
+    if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType,
+                        types.MethodType, types.ModuleType, property)):
+        return ("callable", getattr(obj, "__qualname__", repr(type(obj))))
+    if id(obj) in memo:
+        return ("ref", memo[id(obj)])
+    memo[id(obj)] = len(memo)
+    if depth > 60:
+        return ("deep",)
+    d = depth + 1
+    if isinstance(obj, (bytearray, memoryview)):
+        return ("bytes", bytes(obj))
+    if isinstance(obj, np.ndarray):
+        return ("ndarray", obj.dtype.str, obj.shape, obj.tobytes())
+    if isinstance(obj, np.generic):
+        return ("npscalar", obj.dtype.str, obj.tobytes())
+    if isinstance(obj, (list, tuple)):
+        return (type(obj).__name__, tuple(state_of(v, memo, d) for v in obj))
+    if isinstance(obj, (set, frozenset)):
+        return ("set", tuple(sorted((repr(state_of(v, memo, d)) for v in obj))))
+    if isinstance(obj, dict):
+        items = [(repr(state_of(k, memo, d)), state_of(v, memo, d)) for k, v in obj.items()]
+        return ("dict", tuple(sorted(items, key=lambda kv: kv[0])))
+    fields = {}
+    for cls in type(obj).__mro__:
+        for slot in getattr(cls, "__slots__", ()):
+            if slot not in ("__dict__", "__weakref__") and hasattr(obj, slot):
+                fields[slot] = getattr(obj, slot)
+    fields.update(getattr(obj, "__dict__", {}))
+    # Derived caches, not state: GuestMemory's view of its own buffer, and
+    # the walk context and fast walker a frozen CpuState memoises.
+    for cache in ("_words", "_walk_context", "_fast_walk"):
+        fields.pop(cache, None)
+    return (type(obj).__qualname__,
+            tuple(sorted((k, state_of(v, memo, d)) for k, v in fields.items())))
+
+

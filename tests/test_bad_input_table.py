@@ -1,0 +1,263 @@
+"""The bad-input table: one row per misuse, for every module's entry points.
+
+Each row is (module, call, bad argument, expected exception class, fragment
+the message must contain). The categories are the ones the contract in
+:mod:`refimpl.errors` names: wrong types, negative or out-of-range
+addresses, sizes that must be page multiples, unknown flag or access bits,
+impossible CPU states, overlapping memslots, unknown names. Where the call
+is on an object, the test snapshots the object (and the arguments that are
+objects) before the call and checks that the failed call changed nothing.
+
+``tests/test_bad_input.py`` holds the older rows for the stable walker API;
+this table covers the rest of the package.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refimpl import CpuState, GuestMemory, ept_translate, translate, translate_batch
+from refimpl import bits, faults, formats, mmu, mmu_legacy, mmu_split, permissions, roles, rsvd
+from refimpl import spte, thread, ledger, walker
+from refimpl.cpu import PagingMode
+from refimpl.ept import ept_violation_exit_qualification, npt_translate
+from refimpl.errors import HostOutOfMemory, UnknownName
+from refimpl.mmu import make_eptp, tdp_kind
+from refimpl.nested import nested_translate, reference_count
+from refimpl.shadow_mmu import GuestPageTables, ShadowMmu
+from refimpl.tdp_mmu import TdpMmu, level_pages
+from refimpl.viz import layouts, svg
+from refimpl.viz import nested as vnested
+from refimpl.viz import walk as vwalk
+from refimpl.vm import HostMemory, Kvm, Memslot
+
+from api_surface import state_of
+
+LONG = dict(cr0=(1 << 31) | (1 << 16) | 1, cr3=0x1000, cr4=0x20, efer=0xD00)
+
+
+def kvm_with_slot():
+    kvm = Kvm(HostMemory(0x1000, backed_frames=0x100, maxphyaddr=46))
+    kvm.add_memslot(0, 0x10, 0x10)
+    return kvm
+
+
+def tdp():
+    kvm = kvm_with_slot()
+    kvm.create_vcpu()
+    return TdpMmu(kvm, tdp_kind(spte.ept_format(phys_bits=46)))
+
+
+def shadow():
+    kvm = kvm_with_slot()
+    m = ShadowMmu(kvm, GuestMemory(0x20 << 12))
+    m.add_vcpu(CpuState(**LONG, maxphyaddr=46))
+    return m
+
+
+def legacy_vcpu():
+    return mmu_legacy.kvm_mmu_create()
+
+
+def split_vcpu():
+    return mmu_split.kvm_mmu_create(mmu_split.kvm_arch_init_vm())
+
+
+def pt():
+    return GuestPageTables(GuestMemory(0x20000), PagingMode.LEVEL4, 0x10)
+
+
+EPT_FMT = spte.ept_format(phys_bits=46)
+X86_FMT = spte.x86_format(phys_bits=46)
+RSVD = rsvd.reset_rsvds_bits_mask(root_level=4, maxphyaddr=46, nx=True, gbpages=True, pse=True)
+PERMS = permissions.update_permission_bitmask(cr0_wp=True, cr4_smep=False, cr4_smap=False,
+                                              efer_nx=True)
+CPU = CpuState(**LONG)
+MEM = GuestMemory(0x4000)
+
+# (id, factory of the object or None, call(obj), exception, fragment)
+T, V = TypeError, ValueError
+ROWS = [
+    # --- memory -----------------------------------------------------------
+    ("memory: size too big", None, lambda o: GuestMemory(1 << 40), V, "size"),
+    ("memory: size numpy float", None, lambda o: GuestMemory(np.float64(4096)), T, "size"),
+    ("memory: contains gpa None", lambda: GuestMemory(16), lambda o: o.contains(None, 1), T, "gpa"),
+    ("memory: write64 value 2**64", lambda: GuestMemory(16), lambda o: o.write64(0, 1 << 64), V,
+     "value"),
+    ("memory: write past end", lambda: GuestMemory(16), lambda o: o.write(12, b"12345"), V, "gpa"),
+    # --- cpu ----------------------------------------------------------------
+    ("cpu: PG without PE", None, lambda o: CpuState(cr0=1 << 31), V, "cr0"),
+    ("cpu: LMA without PAE", None, lambda o: CpuState(cr0=(1 << 31) | 1, efer=1 << 10), V, "efer"),
+    ("cpu: cr4 as str", None, lambda o: CpuState(cr4="0x20"), T, "cr4"),
+    ("cpu: maxphyaddr 64", None, lambda o: CpuState(maxphyaddr=64), V, "maxphyaddr"),
+    # --- walker / batch / ept / nested ------------------------------------
+    ("walker: gva negative", None, lambda o: translate(MEM, CPU, -4096), V, "gva"),
+    ("walker: non-canonical is not misuse, 2**64 is", None,
+     lambda o: translate(MEM, CPU, 1 << 64), V, "gva"),
+    ("walker: unknown access bit", None, lambda o: translate(MEM, CPU, 0, 1 << 7), V, "access"),
+    ("walker: is_canonical width 0", None, lambda o: walker.is_canonical(0, 0), V, "width"),
+    ("walker: load_pdptrs mem", None, lambda o: walker.load_pdptrs(b"", 0, 46), T, "mem"),
+    ("walker: walk_context cpu", None, lambda o: walker.walk_context({"cr0": 0}), T, "cpu"),
+    ("batch: gvas of str", None, lambda o: translate_batch(MEM, CPU, np.array(["a"])), T, "gvas"),
+    ("batch: gvas beyond 2**32 in 32-bit", None,
+     lambda o: translate_batch(MEM, CpuState(cr0=(1 << 31) | 1, cr3=0x1000), [1 << 33]), V, "gvas"),
+    ("ept: memory type 1", None, lambda o: ept_translate(MEM, 0x1019, 0), V, "eptp"),
+    ("ept: walk length 2", None, lambda o: ept_translate(MEM, 0x1016, 0), V, "eptp"),
+    ("ept: access user bit", None, lambda o: ept_translate(MEM, 0x101E, 0, 1 << 2), V, "access"),
+    ("ept: exit qualification of None", None,
+     lambda o: ept_violation_exit_qualification(None), T, "fault"),
+    ("npt: ncr3 negative", None,
+     lambda o: npt_translate(MEM, -1, 0, cr4=0x20, efer=0xD00), V, "ncr3"),
+    ("nested: eptp and ncr3 both", None,
+     lambda o: nested_translate(MEM, CPU, 0, eptp=0x101E, ncr3=0x1000), V, "ncr3"),
+    ("nested: l2_cpu dict", None, lambda o: nested_translate(MEM, {}, 0, eptp=0x101E), T, "l2_cpu"),
+    ("nested: reference_count level 7", None, lambda o: reference_count(7, 4), V, "l2_levels"),
+    # --- bits / formats / faults / permissions / rsvd / roles ----------------
+    ("bits: hi beyond MAX_BIT", None, lambda o: bits.bits(0, 1 << 40), V, "hi"),
+    ("bits: Field.set negative word", None, lambda o: formats.PTE64.W.set(-1, 1), V, "word"),
+    ("bits: Field.set value too wide", None, lambda o: formats.PTE64.W.set(0, 2), V, "value"),
+    ("bits: Layout fields not Field", None, lambda o: bits.Layout("x", 8, ("W",)), T, "fields"),
+    ("formats: index level 0", None, lambda o: formats.PTTYPE64.index(0, 0), V, "level"),
+    ("formats: pse36_addr negative", None, lambda o: formats.pse36_addr(-1), V, "pde"),
+    ("formats: gpte_access 2**64", None, lambda o: formats.PTTYPE64.gpte_access(1 << 64), V,
+     "pte_bits"),
+    ("faults: reason not WalkError", None,
+     lambda o: faults.page_fault_error_code("rsvd", 0, has_pferr_fetch=False), T, "reason"),
+    ("permissions: pte_pkey 16", None,
+     lambda o: permissions.permission_fault(PERMS, 0, pte_access=7, pte_pkey=16, access=0,
+                                            rflags_ac=False, pkru=0), V, "pte_pkey"),
+    ("permissions: table not a tuple", None,
+     lambda o: permissions.permission_fault([0] * 16, 0, pte_access=7, pte_pkey=0, access=0,
+                                            rflags_ac=False, pkru=0), T, "permissions"),
+    ("rsvd: mask level 6", None, lambda o: RSVD.mask(0, 6), V, "level"),
+    ("rsvd: maxphyaddr 60", None,
+     lambda o: rsvd.reset_rsvds_bits_mask(root_level=4, maxphyaddr=60, nx=True, gbpages=True,
+                                          pse=True), V, "maxphyaddr"),
+    ("roles: unknown cr4 bit", None, lambda o: roles.calc_cpu_role(0, 1 << 40, 0), V, "cr4"),
+    ("roles: PageRole level 16", None, lambda o: roles.PageRole(level=16), V, "level"),
+    ("roles: tdp_level 3", None,
+     lambda o: roles.calc_tdp_root_role(roles.calc_cpu_role(0, 0, 0), tdp_level=3), V,
+     "tdp_level"),
+    # --- spte -------------------------------------------------------------
+    ("spte: negative spte", None, lambda o: spte.is_shadow_present_pte(-1), V, "spte"),
+    ("spte: spte 2**64", None, lambda o: spte.spte_to_pfn(1 << 64), V, "spte"),
+    ("spte: spte as float", None, lambda o: spte.is_large_pte(1.0), T, "spte"),
+    ("spte: fmt not a format", None, lambda o: spte.is_mmio_spte("ept", 0), T, "fmt"),
+    ("spte: make_small_spte index 512", None,
+     lambda o: spte.make_small_spte(EPT_FMT, 0x80, 1, 512), V, "index"),
+    ("spte: phys_bits 64", None, lambda o: spte.ept_format(phys_bits=64), V, "phys_bits"),
+    ("spte: rsvd not masks", None, lambda o: spte.is_rsvd_spte(None, 0, 1), T, "rsvd"),
+    # --- mmu --------------------------------------------------------------
+    ("mmu: make_eptp unaligned root", None, lambda o: make_eptp(0x1234, 4, True), V, "root_hpa"),
+    ("mmu: make_eptp level 3", None, lambda o: make_eptp(0x1000, 3, True), V, "root_level"),
+    ("mmu: tdp_kind fmt", None, lambda o: tdp_kind(None), T, "fmt"),
+    ("mmu: flush_remote_tlbs vcpus", None,
+     lambda o: mmu.flush_remote_tlbs(tdp_kind(EPT_FMT), [1]), T, "vcpus"),
+    # --- vm ---------------------------------------------------------------
+    ("vm: nframes too many", None, lambda o: HostMemory(1 << 30), V, "nframes"),
+    ("vm: overlapping memslot", kvm_with_slot, lambda o: o.add_memslot(1, 0x18, 0x10), V,
+     "overlaps"),
+    ("vm: memslot beyond MAXPHYADDR", kvm_with_slot,
+     lambda o: o.add_memslot(1, 1 << 40, 1), V, "base_gfn"),
+    ("vm: unknown memslot flag", kvm_with_slot,
+     lambda o: o.set_memslot_flags(0, 1 << 5), V, "flags"),
+    ("vm: negative npages", kvm_with_slot, lambda o: o.add_memslot(1, 0x100, -1), V, "npages"),
+    ("vm: move onto another slot", lambda: (lambda k: (k.add_memslot(1, 0x40, 4), k)[1])(
+        kvm_with_slot()), lambda o: o.move_memslot(1, 0x12), V, "overlaps"),
+    ("vm: align not a power of two", lambda: HostMemory(64),
+     lambda o: o.alloc_range(1, 3), V, "align"),
+    ("vm: free unallocated frames", lambda: HostMemory(64),
+     lambda o: o.free_range(0, 1), V, "not all allocated"),
+    ("vm: gfn_to_hfn outside slot", None,
+     lambda o: Memslot(0, 0, 0x10, 4, 0x100).gfn_to_hfn(0x20), V, "gfn"),
+    ("vm: alloc beyond host", lambda: HostMemory(64, backed_frames=4),
+     lambda o: o.alloc_range(65), HostOutOfMemory, "65 frames"),
+    # --- tdp_mmu ----------------------------------------------------------
+    ("tdp_mmu: vcpu of another VM", tdp,
+     lambda o: o.page_fault(Kvm(HostMemory(64)).create_vcpu(), 0x10000, 0), V, "vcpu"),
+    ("tdp_mmu: gpa beyond MAXPHYADDR", tdp,
+     lambda o: o.page_fault(o.kvm.vcpus[0], 1 << 50, 0), V, "gpa"),
+    ("tdp_mmu: error_code as str", tdp,
+     lambda o: o.page_fault(o.kvm.vcpus[0], 0x10000, "w"), T, "error_code"),
+    ("tdp_mmu: guest_access unknown access bit", tdp,
+     lambda o: o.guest_access(o.kvm.vcpus[0], 0x10000, 1 << 9), V, "access"),
+    ("tdp_mmu: put_root of None", tdp, lambda o: o.put_root(None), T, "root"),
+    ("tdp_mmu: level_pages 0", None, lambda o: level_pages(0), V, "level"),
+    # --- shadow_mmu -------------------------------------------------------
+    ("shadow_mmu: vcpu of another MMU", shadow,
+     lambda o: o.access(shadow().vcpus[0], 0x1000), T, "vcpu"),
+    ("shadow_mmu: cr3 as str", shadow,
+     lambda o: o.write_cr3(o.vcpus[0], "0x1000"), T, "cr3"),
+    ("shadow_mmu: guest_walk access bit", shadow,
+     lambda o: o.guest_walk(o.vcpus[0], 0x1000, 1 << 9), V, "access"),
+    ("shadow_mmu: unknown bug name", None,
+     lambda o: ShadowMmu(kvm_with_slot(), GuestMemory(0x1000), bugs={"nope"}), V, "bugs"),
+    ("shadow_mmu: table write past memory", pt, lambda o: o.write(0x20000, 0), V, "gpa"),
+    ("shadow_mmu: map leaf_level 5", pt, lambda o: o.map(0x1000, 0x2000, leaf_level=5), V,
+     "leaf_level"),
+    ("shadow_mmu: map gpa negative", pt, lambda o: o.map(0x1000, -0x1000), V, "gpa"),
+    # --- mmu_legacy / mmu_split -------------------------------------------
+    ("mmu_legacy: vcpu None", None, lambda o: mmu_legacy.kvm_init_mmu(None), T, "vcpu"),
+    ("mmu_legacy: cr0 PG without PE", legacy_vcpu,
+     lambda o: mmu_legacy.kvm_set_cr0(o, 1 << 31), V, "cr0"),
+    ("mmu_legacy: nested EPT on an SVM host", lambda: mmu_legacy.kvm_mmu_create(
+        mmu_legacy.Host(vendor="svm")),
+     lambda o: mmu_legacy.nested_vmx_vmentry(o, mmu_legacy.GuestRegs(), ept=True, eptp=0x101E),
+     V, "VMX"),
+    ("mmu_legacy: Derived.get unknown", None,
+     lambda o: mmu_legacy.Derived("f", (("a", 1),)).get("b"), UnknownName, "name"),
+    ("mmu_split: vcpu None", None, lambda o: mmu_split.kvm_init_mmu(None), T, "vcpu"),
+    ("mmu_split: vmexit outside guest mode", split_vcpu,
+     lambda o: mmu_split.nested_vmx_vmexit(o), V, "guest mode"),
+    ("mmu_split: unknown struct", None, lambda o: mmu_split.resolve_struct_name("kvm_foo"), V,
+     "kvm_foo"),
+    ("mmu_split: kind_conflicts of str", None, lambda o: mmu_split.kind_conflicts("ab"), T,
+     "vcpus"),
+    # --- ledger / thread --------------------------------------------------
+    ("ledger: rows of ints", None, lambda o: ledger.ledger_markdown([1]), T, "rows"),
+    ("ledger: home not str", None, lambda o: ledger.sketch_home_is_valid(3), T, "home"),
+    ("thread: fates of str", None, lambda o: thread.check_fates("ab"), T, "fates"),
+    # --- viz --------------------------------------------------------------
+    ("viz.walk: unknown mode", None, lambda o: vwalk.WalkSetup(mode="6-level"), V, "mode"),
+    ("viz.walk: entry level 5 in 4-level", None, lambda o: vwalk.WalkSetup().entry(5), V, "level"),
+    ("viz.walk: unknown entry bit", None, lambda o: vwalk.WalkSetup().with_entry(1, q=True), V,
+     "bit name"),
+    ("viz.walk: entry_name level 0", None, lambda o: vwalk.entry_name(PagingMode.LEVEL4, 0), V,
+     "level"),
+    ("viz.nested: unknown target", None, lambda o: vnested.target_gpa("PML9"), V, "name"),
+    ("viz.nested: mode not a name", None, lambda o: vnested.targets(PagingMode.LEVEL4), T, "mode"),
+    ("viz.nested: ept_levels 3", None, lambda o: vnested.ept_table_gpa(3, 1), V, "ept_levels"),
+    ("viz.layouts: vendor", None, lambda o: layouts.LayoutSetup(vendor="arm"), V, "vendor"),
+    ("viz.svg: unknown box", None, lambda o: svg.Diagram(10, 10).box("x"), UnknownName, "key"),
+    ("viz.svg: render a dict", None, lambda o: svg.render({}, "x"), T, "d"),
+]
+
+
+@pytest.mark.parametrize("factory, call, exc, fragment",
+                         [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
+def test_bad_input_row(factory, call, exc, fragment):
+    obj = factory() if factory is not None else None
+    before = state_of(obj)
+    with pytest.raises(exc) as info:
+        call(obj)
+    assert fragment in str(info.value), f"message {str(info.value)!r} lacks {fragment!r}"
+    assert state_of(obj) == before, "the failed call changed its object"
+
+
+def test_table_covers_every_module():
+    modules = {r[0].split(":")[0] for r in ROWS}
+    want = {"memory", "cpu", "walker", "batch", "ept", "npt", "nested", "bits", "formats",
+            "faults", "permissions", "rsvd", "roles", "spte", "mmu", "vm", "tdp_mmu",
+            "shadow_mmu", "mmu_legacy", "mmu_split", "ledger", "thread", "viz.walk",
+            "viz.nested", "viz.layouts", "viz.svg"}
+    assert want <= modules, sorted(want - modules)
+
+
+def test_documented_classes_are_the_contract():
+    # UnknownName is a ValueError (and a KeyError for old callers);
+    # HostOutOfMemory a MemoryError; nothing else is documented.
+    from refimpl.errors import DOCUMENTED
+    assert issubclass(UnknownName, ValueError) and issubclass(UnknownName, KeyError)
+    assert issubclass(HostOutOfMemory, MemoryError)
+    assert set(DOCUMENTED) == {TypeError, ValueError, HostOutOfMemory}
