@@ -655,13 +655,22 @@ class TdpMmu:
     # ------------------------------------------------------------------
 
     def hw_translate(self, vcpu: Vcpu, gpa: int, access: int = 0) -> HwResult:
-        """The CPU's walk of ``vcpu``'s current root, no TLB, no fault handling."""
+        """The CPU's walk of ``vcpu``'s current root, no TLB, no fault handling.
+
+        Like the processor, a write that sets the D bit of a 4 KiB leaf logs
+        the page in ``vcpu``'s PML buffer when the kind uses PML, so no walk,
+        not even a probe, can dirty a page behind the log's back.
+        """
         gpa = check_int("gpa", gpa)
         access = check_int("access", access)
         self._check_vcpu(vcpu)
         root = self.load(vcpu)
-        return hw_translate_tdp(self.kvm.host, self.fmt, root.hpa, root.role.level, gpa,
-                                access, ad=self.kind.ad_enabled and not root.role.ad_disabled)
+        r = hw_translate_tdp(self.kvm.host, self.fmt, root.hpa, root.role.level, gpa,
+                             access, ad=self.kind.ad_enabled and not root.role.ad_disabled)
+        if (r.fault is None and self.kind.pml and access & ACCESS_WRITE and r.level == 1
+                and not r.trace[-1][2] & self.fmt.dirty_mask):
+            vcpu.pml_buffer.append(gpa & ~0xFFF)
+        return r
 
     def guest_access(self, vcpu: Vcpu, gpa: int, access: int = 0) -> AccessResult:
         """A guest access to ``gpa``: TLB, hardware walk, KVM's fault handler, retry.
@@ -695,10 +704,6 @@ class TdpMmu:
             r = self.hw_translate(vcpu, gpa, access)
             if r.fault is None:
                 assert r.hpa is not None and r.level is not None
-                leaf = r.trace[-1][2]
-                if (self.kind.pml and access & ACCESS_WRITE and r.level == 1
-                        and not leaf & self.fmt.dirty_mask):
-                    vcpu.pml_buffer.append(gpa & ~0xFFF)
                 tlb.fill(root.hpa, gpa, TlbEntry(r.hpa & ~0xFFF, r.level, r.writable,
                                                  r.user, r.executable, r.dirty))
                 return AccessResult(r.hpa, None, faults, False)

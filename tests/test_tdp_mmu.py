@@ -178,6 +178,25 @@ def test_pml_dirty_logging_logs_hardware_writes():
     assert kvm.peek_dirty_log(0) == {3}
 
 
+def test_pml_logs_a_write_walk_that_bypasses_the_tlb():
+    # Found by the soak (benchmarks/soak.py, tdp-ept-pml, seed 1): a write
+    # walk of the tables sets the leaf's D bit, so it must log the page in
+    # PML, whoever walks; otherwise a later TLB fill sees D=1 and the guest's
+    # writes through it are never logged.
+    kvm, mmu = make_vm(pml=True)
+    v = kvm.create_vcpu()
+    kvm.add_memslot(0, 0, 1)
+    mmu.guest_access(v, 0x0)  # read fault: writable 4 KiB SPTE with D set
+    kvm.enable_dirty_logging(0)  # PML: D cleared on the 4 KiB leaf, TLBs flushed
+    assert kvm.peek_dirty_log(0) == frozenset()
+    r = mmu.hw_translate(v, 0x0, ACCESS_WRITE)
+    assert r.fault is None and r.dirty
+    assert kvm.peek_dirty_log(0) == {0}
+    mmu.guest_access(v, 0x0)  # TLB now caches a dirty, writable entry ...
+    assert v.mmu.tlb.entries[(mmu.load(v).hpa, 0)].dirty
+    assert kvm.peek_dirty_log(0) == {0}  # ... for a page already in the log
+
+
 def _dirty_then_disable(strategy):
     kvm, mmu = make_vm(eager_split=True, recovery=strategy)
     v = kvm.create_vcpu()
