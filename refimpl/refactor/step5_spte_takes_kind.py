@@ -1,0 +1,37 @@
+"""Step 5: ``make_spte`` takes a kind, not a vCPU.
+
+Everything ``make_spte`` reads besides its arguments is now in the kind
+(the zero-bit check; for shadow tables the unsync decision's callback), so
+its first parameter becomes ``struct kvm_mmu_kind *``. Callers that have a
+vCPU pass ``vcpu->arch.mmu->kind``; code that has only the VM can pass
+``&kvm->arch.direct_mmu``, which step 6 uses. No structure changes.
+
+Changed: the signature of ``make_spte`` and its caller ``tdp_mmu_map``.
+
+KVM
+---
+``make_spte`` in ``arch/x86/kvm/mmu/spte.c`` took ``struct kvm_vcpu *`` in
+2021; the 2026 series passes the ``struct kvm_page_format`` instead.
+"""
+
+from __future__ import annotations
+
+from refimpl.refactor.step0_legacy import SpteInputs
+from refimpl.refactor.step4_direct_kind_per_vm import DirectKindPerVm
+
+__all__ = ["SpteTakesKind"]
+
+
+class SpteTakesKind(DirectKindPerVm):
+    """Step 5: ``make_spte(kind, ...)``."""
+
+    number = 5
+    name = "spte_takes_kind"
+
+    def make_spte(self, kind, gfn: int, pfn: int) -> SpteInputs:
+        """What ``make_spte`` reads: the kind's zero-bit check."""
+        return SpteInputs("kind", kind.shadow_zero_check)
+
+    def tdp_mmu_map(self, vcpu, gfn: int) -> SpteInputs:
+        """``kvm_tdp_mmu_map``: SPTEs made from the MMU's kind."""
+        return self.make_spte(self.kind_of(vcpu.mmu), gfn, 0)

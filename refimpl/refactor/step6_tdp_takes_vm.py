@@ -1,0 +1,48 @@
+"""Step 6: the TDP MMU's table operations take the VM, not a vCPU.
+
+The TDP MMU's kind is always ``&kvm->arch.direct_mmu``, so once
+``make_spte`` takes a kind (step 5), the code that installs a leaf SPTE
+needs only the VM and a root: ``tdp_mmu_set_leaf(kvm, root, gfn)``. The
+fault handler still takes the vCPU, to find its root. The gain is the one
+Ben Gardon's 2021 RFC wanted: when dirty logging is turned off, huge SPTEs
+can be rebuilt in place from the VM alone (no zap, no refaults):
+:meth:`TdpTakesVm.recover_huge_pages` answers ``IN_PLACE``.
+
+Changed: ``tdp_mmu_map`` delegates to the new ``tdp_mmu_set_leaf``;
+``recover_huge_pages``.
+
+KVM
+---
+``kvm_tdp_mmu_map`` in ``arch/x86/kvm/mmu/tdp_mmu.c``; in-place recovery
+landed in v6.13 (``kvm_tdp_mmu_recover_huge_pages``).
+"""
+
+from __future__ import annotations
+
+from refimpl.mmu_legacy import RootInfo
+from refimpl.refactor.step0_legacy import SpteInputs
+from refimpl.refactor.step5_spte_takes_kind import SpteTakesKind
+from refimpl.tdp_mmu import RecoveryStrategy
+
+__all__ = ["TdpTakesVm"]
+
+
+class TdpTakesVm(SpteTakesKind):
+    """Step 6: ``tdp_mmu_set_leaf(kvm, root, gfn)``; in-place huge-page recovery."""
+
+    number = 6
+    name = "tdp_takes_vm"
+
+    def tdp_mmu_set_leaf(self, kvm, root: RootInfo, gfn: int) -> SpteInputs:
+        """Install a leaf SPTE on ``root`` from the VM's direct kind."""
+        return self.make_spte(kvm.direct_mmu, gfn, 0)
+
+    def tdp_mmu_map(self, vcpu, gfn: int) -> SpteInputs:
+        """``kvm_tdp_mmu_map``: the vCPU gives the root, the VM the rest."""
+        if not self.kind_of(vcpu.mmu).direct:
+            return self.make_spte(self.kind_of(vcpu.mmu), gfn, 0)
+        return self.tdp_mmu_set_leaf(vcpu.kvm, vcpu.mmu.root, gfn)
+
+    def recover_huge_pages(self, vm) -> RecoveryStrategy:
+        """Huge SPTEs rebuilt in place with ``make_spte(&kvm->arch.direct_mmu)``."""
+        return RecoveryStrategy.IN_PLACE
