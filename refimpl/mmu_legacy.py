@@ -89,6 +89,7 @@ __all__ = [
     "nested_entry",
     "nested_exit",
     "CR0_ROLE_BITS",
+    "WALK_HALF",
     "kvm_set_cr0",
     "BUGS",
     "vmx_guest_owned_cr0_wp_write",
@@ -415,10 +416,26 @@ class KvmVcpuArch:
 # ---------------------------------------------------------------------------
 
 
+#: The guest-walk half of a ``kvm_mmu``: what :func:`guest_paging_metadata`
+#: reads and fills, in a :class:`KvmMmu` or a ``kvm_paging_context``.
+WALK_HALF = ("cpu_role", "guest_rsvd_check", "permissions", "pkru_mask")
+
+
 def guest_paging_metadata(mmu: KvmMmu, host: Host) -> None:
     """Fill the guest-walk tables of ``mmu`` from its ``cpu_role``.
 
     Does nothing when paging is off, like KVM (the old tables stay).
+
+    Parameters
+    ----------
+    mmu : KvmMmu or refimpl.mmu_split.KvmPagingContext
+        Any structure with the guest-walk half (:data:`WALK_HALF`).
+    host : Host
+
+    Raises
+    ------
+    TypeError
+        If ``mmu`` lacks a member of the walk half, or ``host`` is not a Host.
 
     KVM
     ---
@@ -426,7 +443,10 @@ def guest_paging_metadata(mmu: KvmMmu, host: Host) -> None:
     ``update_permission_bitmask``, ``update_pkru_bitmask``) in
     ``arch/x86/kvm/mmu/mmu.c``.
     """
-    check_instance("mmu", mmu, KvmMmu)
+    missing = [a for a in WALK_HALF if not hasattr(mmu, a)]
+    if missing:
+        raise TypeError(f"mmu must be a kvm_mmu or kvm_paging_context, got "
+                        f"{type(mmu).__name__} (no {', '.join(missing)})")
     check_instance("host", host, Host)
     r = mmu.cpu_role
     if not r.paging:
