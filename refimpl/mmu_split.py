@@ -13,8 +13,8 @@ kind (``struct kvm_mmu_kind``)
 MMU (``struct kvm_mmu``)
     What a vCPU needs while it runs on a set of roots: the fault handler,
     the roots, the root role, and a pointer to its kind. Two per vCPU:
-    ``root_mmu`` (TDP or shadow) and ``tdp12_mmu`` (shadows L1's EPT/NPT).
-    See :class:`KvmMmu`.
+    ``root_mmu`` (TDP or shadow) and ``tdp12_mmu`` (shadows L1's EPT/NPT;
+    it runs in :class:`refimpl.tdp12.Tdp12Mmu`). See :class:`KvmMmu`.
 paging context (``struct kvm_paging_context``)
     What the emulator needs to walk guest page tables: the guest-walk
     callbacks, the CPU role and the tables derived from it. ``root_walk``,

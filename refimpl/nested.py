@@ -61,7 +61,7 @@ from .ept import (
     npt_translate,
 )
 from .faults import WalkError, fault_for
-from .formats import EPT_EXIT_QUAL, EPTP, PFERR, PTE64, PTTYPE32, pse36_addr
+from .formats import CR0, CR4, EFER, EPT_EXIT_QUAL, EPTP, PFERR, PTE64, PTTYPE32, pse36_addr
 from .memory import GuestMemory, check_int
 from .walker import (
     ACCESS_FETCH,
@@ -309,9 +309,6 @@ class _Inner:
     def routed(self, final: bool) -> NestedFault:
         l2_page, _access, fault = self.failure
         if self.eptp is not None:
-            if fault.kind == "misconfig":
-                return NestedFault("L1", "EPT misconfiguration", l2_page, fault.error_code,
-                                   fault.reason, fault.level, final)
             # Classic KVM keeps bits 7 and 8 from the hardware exit it is
             # handling; here they are what hardware reports for this access:
             # a linear address was being translated, and it was the final
@@ -319,12 +316,45 @@ class _Inner:
             hw = EPT_EXIT_QUAL.GVA_IS_VALID.bit
             if final:
                 hw |= EPT_EXIT_QUAL.GVA_TRANSLATED.bit
-            qual = ept_violation_exit_qualification(fault, hw_exit_qualification=hw)
-            return NestedFault("L1", "EPT violation", l2_page, fault.error_code, fault.reason,
-                               fault.level, final, exit_qualification=qual)
-        info1 = fault.error_code | (PFERR_GUEST_FINAL if final else PFERR_GUEST_PAGE)
-        return NestedFault("L1", "#NPF", l2_page, info1, fault.reason, fault.level, final,
-                           exit_info_1=info1, exit_info_2=l2_page)
+            return ept_exit_to_l1(fault, l2_page, final=final, hw_exit_qualification=hw)
+        return npf_exit_to_l1(fault.error_code, fault.reason, fault.level, l2_page, final=final)
+
+
+def ept_exit_to_l1(fault: EptFault, l2_page: int, *, final: bool,
+                   hw_exit_qualification: int) -> NestedFault:
+    """The VM exit L1 gets when a walk of its EPT for ``l2_page`` failed.
+
+    A misconfiguration (RSVD in the walker's error code) becomes an EPT
+    misconfiguration exit; anything else an EPT violation whose exit
+    qualification :func:`refimpl.ept.ept_violation_exit_qualification`
+    builds, keeping bits 7 and 8 of ``hw_exit_qualification``.
+
+    KVM
+    ---
+    ``nested_ept_inject_page_fault`` in ``arch/x86/kvm/vmx/nested.c``.
+    """
+    if fault.kind == "misconfig":
+        return NestedFault("L1", "EPT misconfiguration", l2_page, fault.error_code,
+                           fault.reason, fault.level, final)
+    qual = ept_violation_exit_qualification(fault, hw_exit_qualification=hw_exit_qualification)
+    return NestedFault("L1", "EPT violation", l2_page, fault.error_code, fault.reason,
+                       fault.level, final, exit_qualification=qual)
+
+
+def npf_exit_to_l1(error_code: int, reason: WalkError, level: int | None, l2_page: int, *,
+                   final: bool) -> NestedFault:
+    """The #NPF exit L1 gets when a walk of its NPT for ``l2_page`` failed.
+
+    exit_info_1 is the walker's error code plus GUEST_FINAL (the final
+    access) or GUEST_PAGE (one of L2's tables); exit_info_2 the L2 gpa.
+
+    KVM
+    ---
+    ``nested_svm_inject_npf_exit`` in ``arch/x86/kvm/svm/nested.c``.
+    """
+    info1 = error_code | (PFERR_GUEST_FINAL if final else PFERR_GUEST_PAGE)
+    return NestedFault("L1", "#NPF", l2_page, info1, reason, level, final,
+                       exit_info_1=info1, exit_info_2=l2_page)
 
 
 def _check_eptp(eptp: object) -> int:
@@ -571,93 +601,202 @@ def _ept_pages(mem: GuestMemory, eptp: int, execute_only: bool) -> dict[int, tup
     return out
 
 
-def flatten(
-    l1_mem: GuestMemory, l2_cpu: CpuState, *, eptp: int, execute_only: bool = True
-) -> tuple[GuestMemory, CpuState]:
-    """One table mapping L2 virtual addresses straight to L1 physical ones.
+def _npt_pages(mem: GuestMemory, ncr3: int, l1_cr4: int, l1_efer: int,
+               maxphyaddr: int) -> dict[int, tuple[int, int]]:
+    """L2 frame -> (L1 frame, R|W|X), by scanning L1's 64-bit NPT tables.
 
-    Scans L1's EPT into a map of L2 frames, then scans L2's tables, reading
-    each through that map, and writes one 4 KiB leaf per mapped page into
-    fresh four- or five-level tables (like L2's). A page is mapped when
-    L2's path to it is valid, every L2 table on the path is readable and
-    writable in the EPT (KVM's nested access for tables is ``W|U``), and
-    the final page is readable in the EPT (every nested access carries
-    ``U``, which for EPT means R). Its rights are the AND of both
-    dimensions: W if L2 and EPT allow writes, U as L2 says, NX if L2 has NX
-    or the EPT has no X. Every flattened entry has A and D set.
-
-    Parameters
-    ----------
-    l1_mem : refimpl.memory.GuestMemory
-    l2_cpu : refimpl.cpu.CpuState
-        L2's registers; four- or five-level paging only.
-    eptp : int
-        L1's EPT pointer.
-    execute_only : bool
-
-    Returns
-    -------
-    (refimpl.memory.GuestMemory, refimpl.cpu.CpuState)
-        The flattened tables, and L2's registers with CR3 pointing at them.
-
-    Raises
-    ------
-    TypeError, ValueError
-        Misuse, or an L2 paging mode other than four/five-level.
-
-    KVM
-    ---
-    Not a KVM structure: the equivalent single table. KVM's shadow of L1's
-    EPT (``guest_mmu``) holds the EPT rights; hardware ANDs them with L2's
-    own tables at run time, giving the rights built here.
+    A page is mapped (R) when every entry on its path is present, user
+    (NPT walks are user walks) and free of reserved bits; W is the AND of
+    the W bits, X is clear if any entry has NX (with L1's EFER.NX).
     """
-    if not isinstance(l1_mem, GuestMemory):
-        raise TypeError(f"l1_mem must be a GuestMemory, got {type(l1_mem).__name__}")
-    if not isinstance(l2_cpu, CpuState):
-        raise TypeError(f"l2_cpu must be a CpuState, got {type(l2_cpu).__name__}")
-    if not l2_cpu.mode.long_mode:
-        raise ValueError("l2_cpu: flatten supports four- and five-level L2 paging only")
-    eptp = _check_eptp(eptp)
-    execute_only = _check_flag("execute_only", execute_only)
-    ept = _ept_pages(l1_mem, eptp, execute_only)
-    ctx = walk_context(l2_cpu)  # reserved-bit masks shared with the walker
+    cpu = CpuState(cr0=CR0.PE.bit | CR0.PG.bit, cr3=ncr3, cr4=l1_cr4 & ~CR4.PKE.mask,
+                   efer=l1_efer, maxphyaddr=maxphyaddr)
+    ctx = walk_context(cpu)
     rsvd = ctx.rsvd.rsvd_bits_mask
-    nx_on = l2_cpu.nx
-    leaves: dict[int, int] = {}  # gva page -> flattened PTE
+    nx_on = cpu.nx
+    out: dict[int, tuple[int, int]] = {}
 
-    def scan(l2_table: int, level: int, base: int, w: int, u: int, nx: int) -> None:
-        m = ept.get(l2_table >> 12)
-        if m is None or m[1] & 3 != 3:  # the table page must be R and W in the EPT
-            return
-        table = m[0] << 12
+    def scan(table: int, level: int, base: int, w: int, x: int) -> None:
         for i in range(512):
             a = table + 8 * i
-            if not l1_mem.contains(a, 8):
+            if not mem.contains(a, 8):
                 return
-            e = l1_mem.read64(a)
-            if not e & 1 or e & rsvd[(e >> 7) & 1][level - 1]:
-                continue
-            w2, u2 = w & (e >> 1) & 1, u & (e >> 2) & 1
-            nx2 = nx | ((e >> 63) & 1 if nx_on else 0)
+            e = mem.read64(a)
+            if e & 5 != 5 or e & rsvd[(e >> 7) & 1][level - 1]:
+                continue  # not present, not user, or malformed
+            w2 = w & (e >> 1) & 1
+            x2 = x & (0 if nx_on and e >> 63 else 1)
             span = 1 << (12 + 9 * (level - 1))
             start = base + i * span
             if level == 1 or (e >> 7) & 1:
                 frame = (e & _ADDR & ~(span - 1)) >> 12
                 for j in range(span >> 12):
-                    f = ept.get(frame + j)
+                    out[(start >> 12) + j] = (frame + j, 1 | w2 << 1 | x2 << 2)
+            else:
+                scan(e & _ADDR, level - 1, start, w2, x2)
+
+    scan(root_table(cpu), ctx.root_level, 0, 1, 1)
+    return out
+
+
+def _l2_leaves(l1_mem: GuestMemory, l2_cpu: CpuState,
+               second: dict[int, tuple[int, int]]) -> dict[int, int]:
+    """gva page -> flattened 64-bit leaf, by scanning L2's tables in any mode.
+
+    Each L2 table is read at the L1 address ``second`` gives for its page
+    (which must be R and W there: KVM's nested access for tables is
+    ``W|U``); leaves are kept if the final page is R in ``second``.
+    """
+    ctx = walk_context(l2_cpu)  # reserved-bit masks shared with the walker
+    fmt = ctx.fmt
+    nbytes, bits = fmt.entry_bytes, fmt.level_bits
+    rsvd = ctx.rsvd.rsvd_bits_mask
+    nx_on = l2_cpu.nx and fmt.nx_mask
+    long_mode = l2_cpu.mode.long_mode
+    leaves: dict[int, int] = {}
+
+    def l1_address(l2_addr: int) -> int | None:
+        m = second.get(l2_addr >> 12)
+        if m is None or m[1] & 3 != 3:  # the table page must be R and W
+            return None
+        return (m[0] << 12) | (l2_addr & 0xFFF)
+
+    def scan(l2_table: int, level: int, base: int, w: int, u: int, nx: int) -> None:
+        table = l1_address(l2_table & ~0xFFF)
+        if table is None:
+            return
+        for i in range(4096 // nbytes):
+            a = table + nbytes * i
+            if not l1_mem.contains(a, nbytes):
+                return
+            e = l1_mem._load(a, nbytes)
+            if not e & 1 or e & rsvd[(e >> 7) & 1][level - 1]:
+                continue
+            w2, u2 = w & (e >> 1) & 1, u & (e >> 2) & 1
+            nx2 = nx | ((e >> 63) & 1 if nx_on else 0)
+            span = 1 << (12 + bits * (level - 1))
+            start = base + i * span
+            if ctx.is_last_gpte(level, e):
+                frame = (e & ctx._leaf_mask[level]) >> 12  # type: ignore[attr-defined]
+                if fmt is PTTYPE32 and level == 2:
+                    frame |= pse36_addr(e) >> 12
+                pkey = e & (0xF << 59) if long_mode else 0
+                for j in range(span >> 12):
+                    f = second.get(frame + j)
                     if f is None or not f[1] & 1:
                         continue
                     pte = (f[0] << 12) | 1 | PTE64.A.bit | PTE64.D.bit
                     pte |= (w2 & (f[1] >> 1) & 1) << 1 | u2 << 2
                     if nx2 or not f[1] & 4:
                         pte |= _NX
-                    pkey = e & (0xF << 59)
                     leaves[start + (j << 12)] = pte | pkey
             else:
-                scan(e & _ADDR, level - 1, start, w2, u2, nx2)
+                scan(e & fmt.base_addr_mask, level - 1, start, w2, u2, nx2)
 
-    top = ctx.root_level
-    scan(root_table(l2_cpu), top, 0, 1, 1, 0)
+    if l2_cpu.mode is PagingMode.PAE:
+        # load_pdptrs through the second dimension; a failing load maps nothing.
+        cr3 = l2_cpu.cr3 & PAE_CR3_PDPT_MASK
+        pdpt = l1_address(cr3 & _PAGE)
+        pdptes = None if pdpt is None else load_pdptrs(
+            l1_mem, pdpt | (cr3 & 0xFFF), l2_cpu.maxphyaddr)
+        for i, (_gpa, v) in enumerate(pdptes or ()):
+            if v & 1:
+                scan(v & _ADDR, 2, i << 30, 1, 1, 0)
+    else:
+        scan(root_table(l2_cpu), ctx.root_level, 0, 1, 1, 0)
+    return leaves
+
+
+def flatten(
+    l1_mem: GuestMemory,
+    l2_cpu: CpuState,
+    *,
+    eptp: int | None = None,
+    ncr3: int | None = None,
+    l1_cr4: int | None = None,
+    l1_efer: int | None = None,
+    execute_only: bool = True,
+    maxphyaddr: int = 52,
+) -> tuple[GuestMemory, CpuState]:
+    """One table mapping L2 virtual addresses straight to L1 physical ones.
+
+    Scans L1's EPT (``eptp``) or 64-bit NPT (``ncr3``) into a map of L2
+    frames, then scans L2's tables (32-bit, PAE, four- or five-level),
+    reading each through that map, and writes one 4 KiB leaf per mapped
+    page into fresh four-level tables (five-level for a five-level L2). A
+    page is mapped when L2's path to it is valid, every L2 table on the
+    path (and, for PAE, the PDPT page) is readable and writable in L1's
+    tables (KVM's nested access for tables is ``W|U``), and the final page
+    is readable there (every nested access carries ``U``: for EPT that
+    means R, for NPT a user page). Its rights are the AND of both
+    dimensions: W if L2 and L1 allow writes, U as L2 says, NX if L2 has NX
+    or L1's tables forbid execution. Every flattened entry has A and D set.
+
+    Parameters
+    ----------
+    l1_mem : refimpl.memory.GuestMemory
+    l2_cpu : refimpl.cpu.CpuState
+        L2's registers; any paged mode.
+    eptp : int or None
+        L1's EPT pointer.
+    ncr3, l1_cr4, l1_efer : int or None
+        L1's nested CR3, CR4 and EFER (64-bit NPT only: EFER.LMA=1).
+    execute_only : bool
+        EPT: whether execute-only entries are allowed.
+    maxphyaddr : int
+        L1's MAXPHYADDR (NPT reserved bits).
+
+    Returns
+    -------
+    (refimpl.memory.GuestMemory, refimpl.cpu.CpuState)
+        The flattened tables, and L2's registers with CR3 pointing at them.
+        A 32-bit or PAE L2 gets four-level long-mode registers (CR4.PAE,
+        EFER.LME/LMA/NX set, CR4.PSE/PKE cleared; CR0.WP, SMEP, SMAP kept):
+        its gvas are below 4 GiB, so the walk is the same kind of walk.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Misuse: both or neither of ``eptp``/``ncr3``, a bad EPTP, NPT
+        without long mode, or an L2 without paging.
+
+    Notes
+    -----
+    One case has no single-table equivalent: with L2's CR0.WP=0 a
+    supervisor write ignores W, so a page L1 maps read-only stays writable
+    for supervisor writes in the flat table, where the composed walk exits
+    to L1.
+
+    KVM
+    ---
+    Not a KVM structure: the equivalent single table. KVM's shadow of L1's
+    EPT/NPT (``guest_mmu``, :mod:`refimpl.tdp12`) holds L1's rights;
+    hardware ANDs them with L2's own tables at run time, giving the rights
+    built here.
+    """
+    if not isinstance(l1_mem, GuestMemory):
+        raise TypeError(f"l1_mem must be a GuestMemory, got {type(l1_mem).__name__}")
+    if not isinstance(l2_cpu, CpuState):
+        raise TypeError(f"l2_cpu must be a CpuState, got {type(l2_cpu).__name__}")
+    if l2_cpu.mode is PagingMode.NONE:
+        raise ValueError("l2_cpu: flatten needs L2 paging (CR0.PG=1)")
+    maxphyaddr = _check_maxphyaddr(maxphyaddr)
+    if (eptp is None) == (ncr3 is None):
+        raise ValueError("eptp, ncr3: give exactly one (EPT or NPT)")
+    if eptp is not None:
+        eptp = _check_eptp(eptp)
+        execute_only = _check_flag("execute_only", execute_only)
+        second = _ept_pages(l1_mem, eptp, execute_only)
+    else:
+        if l1_cr4 is None or l1_efer is None:
+            raise ValueError("l1_cr4, l1_efer: required with ncr3 (they give the NPT format)")
+        l1_efer = check_int("l1_efer", l1_efer)
+        if not l1_efer & EFER.LMA.bit:
+            raise ValueError("l1_efer: flatten supports 64-bit NPT only (EFER.LMA=1)")
+        second = _npt_pages(l1_mem, check_int("ncr3", ncr3), check_int("l1_cr4", l1_cr4),
+                            l1_efer, maxphyaddr)
+    leaves = _l2_leaves(l1_mem, l2_cpu, second)
+    top = 5 if l2_cpu.mode is PagingMode.LEVEL5 else 4
 
     # Write the leaves into fresh tables: page 0 is the root.
     tables: dict[tuple[int, int], int] = {}  # (level, gva prefix) -> table page index
@@ -680,5 +819,8 @@ def flatten(
         pages[t][idx * 8: idx * 8 + 8] = pte.to_bytes(8, "little")
     flat = GuestMemory(4096 * len(pages))
     flat.write(0, bytes(b"".join(pages)))
-    cpu = replace(l2_cpu, cr3=0)
+    if l2_cpu.mode.long_mode:
+        return flat, replace(l2_cpu, cr3=0)
+    cpu = replace(l2_cpu, cr3=0, cr4=(l2_cpu.cr4 | CR4.PAE.bit) & ~(CR4.PSE.mask | CR4.PKE.mask),
+                  efer=l2_cpu.efer | EFER.LME.bit | EFER.LMA.bit | EFER.NXE.bit)
     return flat, cpu

@@ -89,7 +89,7 @@ from .spte import (
 )
 from .vm import Kvm, Memslot, MemslotChange, MemslotChangeKind, Vcpu
 from .walker import (
-    ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, TranslateResult, check_access,
+    ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, TranslateResult, WalkContext, check_access,
     check_gva, load_pdptrs, translate, walk_addr_generic, walk_context,
 )
 from .errors import check_bugs, check_instance, check_range
@@ -499,17 +499,17 @@ class ShadowMmu:
     ``arch/x86/kvm/mmu/mmu.c`` and ``paging_tmpl.h`` named on each method.
     """
 
+    #: The naive switches this class knows (a subclass has its own).
+    BUGS: dict[str, str] = BUGS
+
     def __init__(self, kvm: Kvm, guest_mem: GuestMemory, *, bugs: Iterable[str] = (),
                  fmt: Optional[SpteFormat] = None) -> None:
         if not isinstance(kvm, Kvm):
             raise TypeError(f"kvm must be a refimpl.vm.Kvm, got {type(kvm).__name__}")
         if not isinstance(guest_mem, GuestMemory):
             raise TypeError(f"guest_mem must be a GuestMemory, got {type(guest_mem).__name__}")
-        bugs = check_bugs("bugs", bugs, BUGS)
-        if fmt is None:
-            fmt = x86_format(phys_bits=kvm.host.maxphyaddr, tdp=False)
-        if not isinstance(fmt, SpteFormat) or fmt.name != "x86" or fmt.tdp:
-            raise ValueError("fmt: the shadow MMU needs x86_format(tdp=False)")
+        bugs = check_bugs("bugs", bugs, self.BUGS)
+        fmt = self._check_fmt(kvm, fmt)
         self.kvm = kvm
         self.host = kvm.host
         self.guest_mem = guest_mem
@@ -532,6 +532,23 @@ class ShadowMmu:
         self.stats: dict[str, int] = {"sp_created": 0, "sp_zapped": 0, "emulated_writes": 0,
                                       "flooded": 0, "synced_sptes": 0, "prefetched": 0}
         kvm.listeners.append(self)
+
+    def _check_fmt(self, kvm: Kvm, fmt: Optional[SpteFormat]) -> SpteFormat:
+        """The SPTE format: x86 shadow tables (a subclass may build EPT ones)."""
+        if fmt is None:
+            fmt = x86_format(phys_bits=kvm.host.maxphyaddr, tdp=False)
+        if not isinstance(fmt, SpteFormat) or fmt.name != "x86" or fmt.tdp:
+            raise ValueError("fmt: the shadow MMU needs x86_format(tdp=False)")
+        return fmt
+
+    def _gpte_context(self, vc: ShadowVcpu) -> WalkContext:
+        """The walk context of the guest tables ``vc`` shadows (the PTTYPE).
+
+        x86 tables here; :class:`refimpl.tdp12.Tdp12Mmu` returns the EPT
+        context of L1's EPTP, as KVM compiles ``paging_tmpl.h`` once more
+        with ``PTTYPE_EPT``.
+        """
+        return walk_context(vc.cpu)
 
     # -- small helpers ------------------------------------------------------
 
@@ -563,7 +580,7 @@ class ShadowMmu:
 
     # -- vCPUs and roles ----------------------------------------------------
 
-    def _roles(self, cpu: CpuState) -> tuple[CpuRole, PageRole]:
+    def _roles(self, cpu: CpuState, guest_mode: bool = False) -> tuple[CpuRole, PageRole]:
         if not cpu.pg:
             raise ValueError("cpu: the shadow MMU model needs CR0.PG=1 (non-paging guests "
                              "run on direct roots, not modelled)")
@@ -572,7 +589,7 @@ class ShadowMmu:
                              f"MAXPHYADDR {self.kvm.guest_maxphyaddr}")
         if cpu.pke:
             raise ValueError("cpu: CR4.PKE is not offered with shadow paging (KVM needs TDP for PKU)")
-        cpu_role = calc_cpu_role(cpu.cr0, cpu.cr4, cpu.efer)
+        cpu_role = calc_cpu_role(cpu.cr0, cpu.cr4, cpu.efer, guest_mode=guest_mode)
         root_role = calc_shadow_root_role(cpu_role)
         if "no_cr0_wp_role" in self.bugs:
             root_role = root_role.replace(cr0_wp=1)
@@ -582,8 +599,12 @@ class ShadowMmu:
             root_role = root_role.replace(smap_andnot_wp=0)
         return cpu_role, root_role
 
-    def add_vcpu(self, cpu: CpuState) -> ShadowVcpu:
+    def add_vcpu(self, cpu: CpuState, *, guest_mode: bool = False) -> ShadowVcpu:
         """Create a vCPU running with registers ``cpu`` and load its roots.
+
+        ``guest_mode=True`` sets ``role.guest_mode`` in every role: the
+        tables shadowed are L1's nested page tables for L2 (nested NPT,
+        see :func:`refimpl.tdp12.shadow_npt_vcpu`), not a guest's own.
 
         Raises
         ------
@@ -598,7 +619,7 @@ class ShadowMmu:
         """
         if not isinstance(cpu, CpuState):
             raise TypeError(f"cpu must be a CpuState, got {type(cpu).__name__}")
-        cpu_role, root_role = self._roles(cpu)
+        cpu_role, root_role = self._roles(cpu, bool(guest_mode))
         pdptrs = (0, 0, 0, 0)
         if cpu.mode is PagingMode.PAE:
             loaded = self._load_pdptrs(cpu)
@@ -642,7 +663,7 @@ class ShadowMmu:
         if not isinstance(cpu, CpuState):
             raise TypeError(f"cpu must be a CpuState, got {type(cpu).__name__}")
         old = vc.cpu
-        cpu_role, root_role = self._roles(cpu)
+        cpu_role, root_role = self._roles(cpu, bool(vc.cpu_role.base.guest_mode))
         if cpu_role == vc.cpu_role and cpu.mode is old.mode:
             # No role bit changed: keep the roots. RFLAGS/PKRU need nothing;
             # a new CR3 is a CR3 load.
@@ -890,7 +911,8 @@ class ShadowMmu:
         """``link_shadow_page``."""
         if is_shadow_present_pte(parent.spt[i]):
             self._zap_pte(parent, i)
-        self._set_spte(parent, i, make_nonleaf_spte(self.fmt, sp.pfn))
+        self._set_spte(parent, i, make_nonleaf_spte(self.fmt, sp.pfn,
+                                                    ad_disabled=bool(sp.role.ad_disabled)))
         sp.parent_ptes.add((parent, i))
         if sp.unsync or sp.unsync_children:
             self._mark_unsync(parent, i)
@@ -1034,12 +1056,14 @@ class ShadowMmu:
 
     def _prefetch_invalid_gpte(self, vc: ShadowVcpu, sp: ShadowPage, i: int, gpte: int) -> bool:
         """``FNAME(prefetch_invalid_gpte)``: drop the SPTE unless the gpte is usable."""
-        ctx = walk_context(vc.cpu)
+        ctx = self._gpte_context(vc)
+        present = gpte & ctx.fmt.present_mask
         if "prefetch_skips_checks" in self.bugs:
-            bad = not gpte & 1
+            bad = not present
         else:
-            bad = (ctx.rsvd.is_rsvd_bits_set(gpte, 1) or not gpte & 1
-                   or not gpte & ctx.fmt.accessed_mask)
+            # Only accessed entries are prefetched, when the format has A/D.
+            bad = (ctx.rsvd.is_rsvd_bits_set(gpte, 1) or not present
+                   or (ctx.have_ad and not gpte & ctx.fmt.accessed_mask))
         if bad:
             self._zap_pte(sp, i)
         return bad
@@ -1056,10 +1080,11 @@ class ShadowMmu:
         self.stats["synced_sptes"] += 1
         if self._prefetch_invalid_gpte(vc, sp, i, gpte):
             return 1
-        fmt = walk_context(vc.cpu).fmt
+        ctx = self._gpte_context(vc)
+        fmt = ctx.fmt
         gfn = (gpte & fmt.base_addr_mask) >> 12
         pte_access = sp.role.access & fmt.gpte_access(gpte)
-        if not gpte & fmt.dirty_mask:
+        if ctx.have_ad and not gpte & fmt.dirty_mask:
             pte_access &= ~ACC_WRITE_MASK  # protect_clean_gpte
         if is_mmio_spte(self.fmt, spte):
             if gfn != get_mmio_spte_gfn(self.fmt, spte):
@@ -1070,6 +1095,7 @@ class ShadowMmu:
             return 1
         old = sp.shadowed_translation.get(i)
         if old is None or gfn != old[0]:
+            self._log("sync", 1, f"SPTE {i} of {sp!r} dropped: its gpte now maps gfn {gfn:#x}")
             self._zap_pte(sp, i)
             return 1
         if old[1] == pte_access:
@@ -1077,7 +1103,7 @@ class ShadowMmu:
         sp.shadowed_translation[i] = (gfn, pte_access)
         slot = self.kvm.gfn_to_memslot(gfn, vc.vcpu.as_id)
         res = make_spte(vc.kind, pte_access=pte_access, level=1, gfn=gfn, pfn=spte_to_pfn(spte),
-                        old_spte=spte, prefetch=True,
+                        old_spte=spte, prefetch=True, ad_disabled=bool(sp.role.ad_disabled),
                         host_writable=bool(spte & self.fmt.host_writable_mask),
                         try_unsync=lambda g, cu: self._try_to_unsync(g, cu, True))
         self._set_spte(sp, i, res.spte)
@@ -1244,18 +1270,37 @@ class ShadowMmu:
         vc = self._check_vcpu(vc)
         gva = check_gva(gva, vc.cpu)
         access = check_access(access, ACCESS_WRITE | ACCESS_USER | ACCESS_FETCH)
+        hw, r, exits = self._fault_loop(vc, gva, access,
+                                        lambda hw: self._page_fault(vc, gva, access, hw))
+        if r is None:
+            return AccessResult("hardware", hpa=hw.hpa, exits=exits)
+        return AccessResult(r.path, r.hpa, r.gpa, r.fault, exits)
+
+    def _fault_loop(self, vc: ShadowVcpu, addr: int, access: int, handle):
+        """Run an access: the CPU walks the root; on a fault ``handle(hw)``
+        runs (KVM's page-fault handler) and the access is retried unless it
+        returned a result. Returns ``(hw, result or None, exits)``."""
         exits = 0
         for _ in range(8):
             self._enter(vc)
-            hw = self.hw_walk(vc, gva, access)
+            hw = self.hw_walk(vc, addr, access)
             if hw.fault is None:
-                return AccessResult("hardware", hpa=hw.hpa, exits=exits)
+                return hw, None, exits
             exits += 1
             vc.kind.stats.page_faults += 1
-            r = self._page_fault(vc, gva, access, hw)
+            r = handle(hw)
             if r is not None:
-                return AccessResult(r.path, r.hpa, r.gpa, r.fault, exits)
-        raise RuntimeError(f"shadow MMU model: no progress on gva {gva:#x} (a model bug)")
+                return hw, r, exits
+        raise RuntimeError(f"shadow MMU model: no progress on {addr:#x} (a model bug)")
+
+    def _current_mmio_spte(self, hw: HwResult) -> bool:
+        """The CPU stopped at an MMIO SPTE of the current memslot generation
+        (``handle_mmio_page_fault`` can emulate at once)."""
+        if hw.fault != "rsvd" or not hw.trace:
+            return False
+        spte = hw.trace[-1][2]
+        return is_mmio_spte(self.fmt, spte) and get_mmio_spte_generation(spte) == (
+            self.kvm.generation & MMIO_SPTE_GEN_MASK)
 
     def _emulate(self, vc: ShadowVcpu, gva: int, access: int) -> AccessResult:
         """The emulator's access: walk the guest tables, then touch memory."""
@@ -1276,11 +1321,8 @@ class ShadowMmu:
     def _page_fault(self, vc: ShadowVcpu, gva: int, access: int,
                     hw: HwResult) -> Optional[AccessResult]:
         """``FNAME(page_fault)``; None means "retry the access"."""
-        if hw.fault == "rsvd" and hw.trace:
-            spte = hw.trace[-1][2]
-            if is_mmio_spte(self.fmt, spte) and get_mmio_spte_generation(spte) == (
-                    self.kvm.generation & MMIO_SPTE_GEN_MASK):
-                return self._emulate(vc, gva, access)  # handle_mmio_page_fault
+        if self._current_mmio_spte(hw):
+            return self._emulate(vc, gva, access)  # handle_mmio_page_fault
         write = bool(access & ACCESS_WRITE)
         user = bool(access & ACCESS_USER)
         w = self.guest_walk(vc, gva, access)
@@ -1405,6 +1447,7 @@ class ShadowMmu:
             self._set_spte(sp, i, 0)  # an MMIO SPTE
         res = make_spte(vc.kind, pte_access=pte_access, level=1, gfn=gfn, pfn=pfn,
                         old_spte=sp.spt[i], prefetch=prefetch, host_writable=not slot.readonly,
+                        ad_disabled=bool(sp.role.ad_disabled),
                         try_unsync=lambda g, cu: self._try_to_unsync(g, cu, prefetch))
         if res.rsvd_violation:
             raise RuntimeError(f"shadow MMU model built a reserved SPTE {res.spte:#x} (a model bug)")
@@ -1427,7 +1470,8 @@ class ShadowMmu:
         if sp.role.level > 1 or sp.role.direct:
             return  # __direct_pte_prefetch is not modelled
         start = i & ~(PTE_PREFETCH_NUM - 1)
-        fmt = walk_context(vc.cpu).fmt
+        ctx = self._gpte_context(vc)
+        fmt = ctx.fmt
         for j in range(start, start + PTE_PREFETCH_NUM):
             if j == i or is_shadow_present_pte(sp.spt[j]):
                 continue
@@ -1439,7 +1483,7 @@ class ShadowMmu:
                 break
             gfn = (gpte & fmt.base_addr_mask) >> 12
             pte_access = sp.role.access & fmt.gpte_access(gpte)
-            if not gpte & fmt.dirty_mask:
+            if ctx.have_ad and not gpte & fmt.dirty_mask:
                 pte_access &= ~ACC_WRITE_MASK
             slot = self.kvm.gfn_to_memslot(gfn, vc.vcpu.as_id)
             if slot is None or (slot.dirty_logging and pte_access & ACC_WRITE_MASK):
@@ -1519,6 +1563,8 @@ class ShadowMmu:
                 continue
             first, count = where
             for k in range(first, first + count):
+                if sp.spt[k]:
+                    self._log("zap", sp.role.level, f"SPTE {k} of {sp!r}: its gpte was written")
                 self._zap_pte(sp, k)
 
     def invlpg(self, vc: ShadowVcpu, gva: int) -> None:

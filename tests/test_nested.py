@@ -340,15 +340,7 @@ def random_world(seed):
     """
     rng = random.Random(seed)
     mem = ept_mem()
-    for i in range(512):
-        page = i << 12
-        if page >= L2_DATA_BASE:
-            rights = rng.choice(EPT_RIGHTS)
-        elif page >= L2_TABLE_BASE:
-            rights = rng.choice((3, 3, 3, 3, 7, 1, 0))
-        else:
-            rights = 0
-        set_ept_pte(mem, page, ((OFF + page) | WB | rights) if rights else 0)
+    second_dimension(mem, "ept", rng)
     tables = iter(range(L2_TABLE_BASE, L2_DATA_BASE, 0x1000))
     data = list(range(L2_DATA_BASE, 0x200000, 0x1000))
 
@@ -383,6 +375,16 @@ ACCESSES = (0, ACCESS_WRITE, ACCESS_FETCH, ACCESS_USER, ACCESS_USER | ACCESS_WRI
             ACCESS_USER | ACCESS_FETCH)
 
 
+def flat_must_fault(cpu, access):
+    """Whether the flat walk must fault where the composed one exits to L1.
+
+    Always, but for a supervisor write with L2's CR0.WP=0: L2's WP=0 lets
+    such a write ignore W, and in the flat table L1's W denial is folded
+    into that same W bit, so the flat walk cannot refuse it.
+    """
+    return not (access & ACCESS_WRITE and not access & ACCESS_USER and not cpu.wp)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_composed_walk_equals_flattened_table(seed):
     """What must agree, for every access that does not fault in L1's EPT:
@@ -395,31 +397,154 @@ def test_composed_walk_equals_flattened_table(seed):
       RSVD becomes P=0, and so does an L2 permission fault whose page the
       EPT does not map).
     Accesses whose composed walk faults in L1's EPT (vm exits to L1) have no
-    flat counterpart; they are counted, and must occur, but not compared.
+    flat counterpart; they are counted, and must occur, and the flat walk
+    must fault for them too.
     """
     mem, cpu = random_world(seed)
-    flat, flat_cpu = flatten(mem, cpu, eptp=EPTP4)
-    compared = to_l1 = successes = 0
-    for i4 in range(3):
-        for i3 in range(3):
-            for i2 in range(3):
-                for i1 in range(3):
-                    gva = (i4 << 39) | (i3 << 30) | (i2 << 21) | (i1 << 12) | 0x18
-                    for access in ACCESSES:
-                        c = nested_translate(mem.copy(), cpu, gva, access, eptp=EPTP4)
-                        if c.fault is not None and c.fault.target == "L1":
-                            to_l1 += 1
-                            continue
-                        f = translate(flat.copy(), flat_cpu, gva, access)
-                        key = (hex(gva), access)
-                        assert (c.fault is None) == (f.fault is None), key
-                        if c.fault is None:
-                            assert c.l1_gpa == f.gpa, key
-                            successes += 1
-                        else:
-                            assert f.fault.vector == 14 and c.fault.kind == "#PF", key
-                        compared += 1
+    gvas = [(i4 << 39) | (i3 << 30) | (i2 << 21) | (i1 << 12) | 0x18
+            for i4 in range(3) for i3 in range(3) for i2 in range(3) for i1 in range(3)]
+    compared, to_l1, successes = compare_with_flat(mem, cpu, gvas, dict(eptp=EPTP4))
     assert compared > 100 and to_l1 > 10 and successes >= 5, (compared, to_l1, successes)
+
+
+def compare_with_flat(mem, cpu, gvas, second):
+    """Composed walk vs flat walk for every gva and access (see above).
+
+    ``second`` is the nested_translate/flatten keyword for L1's tables.
+    Returns (compared, exits to L1, successes).
+    """
+    flat, flat_cpu = flatten(mem, cpu, **second)
+    compared = to_l1 = successes = 0
+    for gva in gvas:
+        for access in ACCESSES:
+            c = nested_translate(mem.copy(), cpu, gva, access, **second)
+            f = translate(flat.copy(), flat_cpu, gva, access)
+            key = (hex(gva), access)
+            if c.fault is not None and c.fault.target == "L1":
+                # No flat counterpart, but the flat page must not be usable
+                # either (see flat_must_fault).
+                assert f.fault is not None or not flat_must_fault(cpu, access), key
+                to_l1 += 1
+                continue
+            assert (c.fault is None) == (f.fault is None), key
+            if c.fault is None:
+                assert c.l1_gpa == f.gpa, key
+                successes += 1
+            else:
+                assert f.fault.vector == 14 and c.fault.kind == "#PF", key
+            compared += 1
+    return compared, to_l1, successes
+
+
+def second_dimension(mem, kind, rng):
+    """Random rights for every L2 page in L1's EPT or (same shape) NPT.
+
+    L2 page P maps to L1 P + 1 MiB; table pages are mostly RW, data pages
+    anything. NPT has no execute-only: X-only becomes a readable page.
+    """
+    if kind == "npt":
+        for a, nxt in ((0x1000, 0x2000), (0x2000, 0x3000), (0x3000, 0x4000)):
+            mem.write64(a, nxt | 7)
+    for i in range(512):
+        page = i << 12
+        if page >= L2_DATA_BASE:
+            rights = rng.choice(EPT_RIGHTS)
+        elif page >= L2_TABLE_BASE:
+            rights = rng.choice((3, 3, 3, 3, 7, 1, 0))
+        else:
+            rights = 0
+        set_second(mem, kind, page, rights)
+
+
+def set_second(mem, kind, page, rights):
+    """L2 page -> L1 page + 1 MiB with EPT rights R|W|X (NPT: P|U, W, NX unless X)."""
+    if kind == "ept":
+        value = ((OFF + page) | WB | rights) if rights else 0
+    else:
+        value = ((OFF + page) | 5 | (rights & 2) | (0 if rights & 4 else 1 << 63)
+                 if rights else 0)
+    mem.write64(0x4000 + 8 * (page >> 12), value)
+
+
+def random_l2(mem, mode, rng, kind):
+    """Random 32-bit (2) or PAE (3) L2 tables, indexes 0-2 at each level."""
+    tables = iter(range(L2_TABLE_BASE, L2_DATA_BASE, 0x1000))
+    data = list(range(L2_DATA_BASE, 0x200000, 0x1000))
+    size = 4 if mode == 2 else 8
+    store = mem.write32 if size == 4 else mem.write64
+
+    def fill(table, level):
+        for i in range(3):
+            if rng.random() < 0.15:
+                continue  # not present
+            bits = 1 | rng.choice((0, 2, 2)) | rng.choice((0, 4, 4)) | rng.choice((0, 1 << 5))
+            if size == 8 and rng.random() < 0.2:
+                bits |= 1 << 63
+            if level == 1:
+                store(OFF + table + size * i, rng.choice(data) | bits | rng.choice((0, 1 << 6)))
+            elif rng.random() < 0.15:
+                store(OFF + table + size * i, 0x0 | bits | 1 << 7)  # a 4 MiB / 2 MiB page at 0
+            else:
+                child = next(tables)
+                store(OFF + table + size * i, child | bits)
+                fill(child, level - 1)
+
+    root = next(tables)
+    set_second(mem, kind, root, 3)  # the root table: always reachable
+    wp = CR0.WP.bit if rng.random() < 0.5 else 0
+    if mode == 2:
+        fill(root, 2)
+        pse = CR4.PSE.bit if rng.random() < 0.5 else 0   # without PSE, bit 7 is ignored
+        return CpuState(cr0=CR0.PE.bit | CR0.PG.bit | wp, cr3=root, cr4=pse), (
+            lambda a, b, c: (b << 22) | (c << 12))
+    for i in range(3):  # PDPTEs: P only (their W/U bits are reserved)
+        if rng.random() < 0.9:
+            child = next(tables)
+            mem.write64(OFF + root + 8 * i, child | 1)
+            fill(child, 2)
+    cpu = CpuState(cr0=CR0.PE.bit | CR0.PG.bit | wp, cr3=root, cr4=CR4.PAE.bit,
+                   efer=EFER_NX)
+    return cpu, lambda a, b, c: (a << 30) | (b << 21) | (c << 12)
+
+
+@pytest.mark.parametrize("l2_mode, kind", [(2, "ept"), (3, "ept"), (2, "npt"), (3, "npt"),
+                                           (4, "npt")])
+@pytest.mark.parametrize("seed", range(2))
+def test_composed_walk_equals_flattened_table_other_modes(l2_mode, kind, seed):
+    """The differential test above, for 32-bit and PAE L2 and for NPT."""
+    rng = random.Random(1000 + seed)
+    if l2_mode == 4:
+        mem, cpu = random_world(seed)          # EPT built, then NPT written over it
+        second_dimension(mem, kind, rng)
+        set_second(mem, kind, cpu.cr3, 3)
+        gva_of = lambda a, b, c: (a << 30) | (b << 21) | (c << 12)  # noqa: E731
+    else:
+        mem = ept_mem()
+        second_dimension(mem, kind, rng)
+        cpu, gva_of = random_l2(mem, l2_mode, rng, kind)
+    second = dict(eptp=EPTP4) if kind == "ept" else NPT
+    gvas = [gva_of(a, b, c) | 0x18 for a in range(3) for b in range(3) for c in range(3)]
+    compared, to_l1, successes = compare_with_flat(mem, cpu, gvas, second)
+    assert compared > 20 and to_l1 > 3 and successes >= 3, (compared, to_l1, successes)
+
+
+@pytest.mark.parametrize("pse, l1_gpa", [(0, OFF + 0x50345), (CR4.PSE.bit, OFF + 0x2345)])
+def test_flatten_32bit_pde_bit7_is_a_4mib_page_only_with_pse(pse, l1_gpa):
+    """32-bit L2, PDE 1 = L2 0x1000 | PS | P|W|U; PTE 2 there -> L2 0x50000.
+
+    gva 0x402345 (PDE 1, PTE 2). CR4.PSE=0: bit 7 is ignored, the PDE is a
+    table: L2 0x50345, L1 0x150345. CR4.PSE=1: a 4 MiB page at L2 0 (PDE
+    bits 31:22 are 0; bit 12 is PAT and bits 16:13, PSE-36's address bits
+    35:32, are 0): L2 0x2345, L1 0x102345.
+    """
+    mem = ept_mem()
+    mem.write32(OFF + 0x10000 + 4 * 1, 0x1000 | 0x87)
+    mem.write32(OFF + 0x1000 + 4 * 2, 0x50007)
+    cpu = CpuState(cr0=PG_WP, cr3=0x10000, cr4=pse)
+    gva = (1 << 22) | (2 << 12) | 0x345
+    assert nested_translate(mem.copy(), cpu, gva, eptp=EPTP4).l1_gpa == l1_gpa
+    flat, fcpu = flatten(mem, cpu, eptp=EPTP4)
+    assert translate(flat, fcpu, gva).gpa == l1_gpa
 
 
 def test_flatten_rights_are_the_and():
@@ -456,7 +581,11 @@ def test_bad_input():
     with pytest.raises(ValueError, match="access"):
         nested_translate(mem, cpu, 0x1234, 1 << 9, eptp=EPTP4)
     with pytest.raises(ValueError, match="l2_cpu"):
-        flatten(mem, CpuState(cr0=PG_WP, cr3=0x1000), eptp=EPTP4)
+        flatten(mem, CpuState(cr3=0x1000), eptp=EPTP4)       # L2 without paging
+    with pytest.raises(ValueError, match="eptp, ncr3"):
+        flatten(mem, cpu)
+    with pytest.raises(ValueError, match="l1_efer"):
+        flatten(mem, cpu, ncr3=0x1000, l1_cr4=CR4.PAE.bit, l1_efer=0)  # 32-bit NPT
 
 
 def test_garbage_memory_never_raises():

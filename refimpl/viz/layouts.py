@@ -7,6 +7,9 @@ today's layout (:mod:`refimpl.mmu_legacy`) and one of the 2021 sketch
 ``configurations()`` run (L1's registers, then the nested entry), and reads
 their pointer tables. :func:`layout_html` draws both as SVG box-and-arrow
 diagrams (:mod:`refimpl.viz.svg`), with no Graphviz needed.
+:func:`configuration_reports` does the same for the named configurations of
+:data:`refimpl.mmu_legacy.CONFIGURATIONS`, and :func:`serving` reads which
+walker and which MMU serve each kind of access in one of them.
 """
 
 from __future__ import annotations
@@ -181,6 +184,87 @@ def explain_layout(setup: LayoutSetup) -> LayoutReport:
         split = run_transitions(S, lambda host: S.kvm_mmu_create(S.kvm_arch_init_vm(host)), setup)
     except ValueError as e:
         return LayoutReport(setup, str(e), None, None, None)
+    return _report(setup, legacy, split)
+
+
+#: The switches of each named configuration of
+#: :data:`refimpl.mmu_legacy.CONFIGURATIONS` (``after_exit`` is drawn like
+#: ``tdp``: L1 runs again).
+CONFIGURATION_SETUPS: dict[str, LayoutSetup] = {
+    "shadow": LayoutSetup(tdp=False),
+    "tdp": LayoutSetup(),
+    "vmx_ept": LayoutSetup(nested=True),
+    "vmx_noept": LayoutSetup(nested=True, l1_tdp=False),
+    "svm_npt": LayoutSetup(nested=True, vendor="svm"),
+    "svm_nonpt": LayoutSetup(nested=True, vendor="svm", l1_tdp=False),
+    "after_exit": LayoutSetup(),
+}
+
+
+def configuration_reports() -> dict[str, LayoutReport]:
+    """Both layouts in every named configuration, from the vCPUs that
+    :func:`refimpl.mmu_legacy.configurations` and
+    :func:`refimpl.mmu_split.configurations` build by running the transitions."""
+    legacy, split = L.configurations(), S.configurations()
+    return {key: _report(CONFIGURATION_SETUPS[key], legacy[key], split[key])
+            for key in L.CONFIGURATIONS}
+
+
+#: The four accesses of :func:`serving`.
+ACCESS_KINDS = ("L1 emulated access", "L2 emulated access", "L2 hardware fault",
+                "L1 hardware fault")
+
+
+def serving(legacy: L.KvmVcpuArch, split: S.KvmVcpuArch) -> dict[str, dict[str, str]]:
+    """Which walker and which MMU serve each kind of access, in both layouts.
+
+    For one configuration (a legacy vCPU and the split vCPU built by the
+    same transitions), reads the pointers: an emulated access walks with
+    ``walk_mmu`` (sketch: ``walk``) and translates each gpa it finds with
+    :func:`refimpl.mmu_legacy.kvm_translate_gpa` (sketch:
+    :func:`refimpl.mmu_split.kvm_translate_gpa`); a hardware fault goes to
+    ``mmu->page_fault``. L1's hardware faults, once L1 runs again, go to
+    ``root_mmu``. A cell is ``"-"`` for a level that is not running.
+
+    Returns
+    -------
+    dict
+        ``{"today": {access kind: text}, "sketch": {access kind: text}}``,
+        access kinds from :data:`ACCESS_KINDS`.
+    """
+    today: dict[str, str] = {}
+    sketch: dict[str, str] = {}
+    nested = legacy.guest_mode
+    assert legacy.walk_mmu is not None and legacy.mmu is not None
+    assert split.walk is not None and split.mmu is not None
+    walk = f"{legacy.name_of(legacy.walk_mmu)}.gva_to_gpa = {legacy.walk_mmu.gva_to_gpa}"
+    swalk = f"{split.name_of(split.walk)}.gva_to_gpa = {split.walk.gva_to_gpa}"
+    if nested:
+        inner = L.kvm_translate_gpa(legacy, legacy.walk_mmu)
+        sinner = S.kvm_translate_gpa(split, split.walk)
+        today["L2 emulated access"] = walk + (
+            f"; each gpa through {legacy.name_of(inner)}.gva_to_gpa = {inner.gva_to_gpa}"
+            if inner is not None else "; gpas used as they are")
+        sketch["L2 emulated access"] = swalk + (
+            f"; each gpa through {split.name_of(sinner)}.gva_to_gpa = {sinner.gva_to_gpa}"
+            if sinner is not None else "; gpas used as they are")
+        today["L2 hardware fault"] = (f"{legacy.name_of(legacy.mmu)}.page_fault = "
+                                      f"{legacy.mmu.page_fault}")
+        sketch["L2 hardware fault"] = (f"{split.name_of(split.mmu)}.page_fault = "
+                                       f"{split.mmu.page_fault} (kind "
+                                       f"{split.name_of(split.mmu.kind)})")
+        today["L1 emulated access"] = sketch["L1 emulated access"] = "-"
+    else:
+        today["L1 emulated access"], sketch["L1 emulated access"] = walk, swalk
+        today["L2 emulated access"] = sketch["L2 emulated access"] = "-"
+        today["L2 hardware fault"] = sketch["L2 hardware fault"] = "-"
+    today["L1 hardware fault"] = f"root_mmu.page_fault = {legacy.root_mmu.page_fault}"
+    sketch["L1 hardware fault"] = (f"root_mmu.page_fault = {split.root_mmu.page_fault} "
+                                   f"(kind {split.name_of(split.root_mmu.kind)})")
+    return {"today": today, "sketch": sketch}
+
+
+def _report(setup: LayoutSetup, legacy: L.KvmVcpuArch, split: S.KvmVcpuArch) -> LayoutReport:
     callbacks = {
         "root_mmu.page_fault": split.root_mmu.page_fault,
         "tdp12_mmu.page_fault": split.tdp12_mmu.page_fault,
