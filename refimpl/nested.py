@@ -62,6 +62,7 @@ from .ept import (
 )
 from .faults import WalkError, fault_for
 from .formats import CR0, CR4, EFER, EPT_EXIT_QUAL, EPTP, PFERR, PTE64, PTTYPE32, pse36_addr
+from .errors import check_bool, check_instance
 from .memory import GuestMemory, check_int
 from .walker import (
     ACCESS_FETCH,
@@ -333,6 +334,10 @@ def ept_exit_to_l1(fault: EptFault, l2_page: int, *, final: bool,
     ---
     ``nested_ept_inject_page_fault`` in ``arch/x86/kvm/vmx/nested.c``.
     """
+    check_instance("fault", fault, EptFault)
+    l2_page = check_int("l2_page", l2_page)
+    final = check_bool("final", final)
+    hw_exit_qualification = check_int("hw_exit_qualification", hw_exit_qualification)
     if fault.kind == "misconfig":
         return NestedFault("L1", "EPT misconfiguration", l2_page, fault.error_code,
                            fault.reason, fault.level, final)
@@ -352,6 +357,12 @@ def npf_exit_to_l1(error_code: int, reason: WalkError, level: int | None, l2_pag
     ---
     ``nested_svm_inject_npf_exit`` in ``arch/x86/kvm/svm/nested.c``.
     """
+    error_code = check_int("error_code", error_code)
+    check_instance("reason", reason, WalkError)
+    if level is not None:
+        level = check_int("level", level)
+    l2_page = check_int("l2_page", l2_page)
+    final = check_bool("final", final)
     info1 = error_code | (PFERR_GUEST_FINAL if final else PFERR_GUEST_PAGE)
     return NestedFault("L1", "#NPF", l2_page, info1, reason, level, final,
                        exit_info_1=info1, exit_info_2=l2_page)

@@ -75,6 +75,7 @@ from .cpu import CpuState
 from .ept import EptFault, _check_flag, ept_access_pfec, ept_walk_context
 from .faults import WalkError
 from .formats import CR0, EFER, EPT_EXIT_QUAL, EPTP
+from .errors import check_instance
 from .memory import GuestMemory, check_int
 from .mmu import INVALID_ROOT, HwResult, Mmu, MmuKind, RootInfo, hw_translate_tdp
 from .nested import NestedFault, _check_eptp, ept_exit_to_l1, npf_exit_to_l1
@@ -400,7 +401,10 @@ class Tdp12Mmu(ShadowMmu):
         ``FNAME(walk_addr_generic)`` with ``PTTYPE_EPT``
         (``arch/x86/kvm/mmu/paging_tmpl.h``).
         """
-        assert isinstance(vc, Tdp12Vcpu) and vc.ctx is not None
+        vc = self._check_vcpu(vc)
+        if vc.ctx is None:
+            raise ValueError("guest_walk: no EPTP12 loaded (set_eptp first)")
+        gva = check_int("gva", gva)
         ctx = vc.ctx
         pfec = ept_access_pfec(access & _WF)
         walk = walk_addr_generic(self.guest_mem, ctx, vc.eptp, gva, pfec)
@@ -568,6 +572,9 @@ def npt_access(mmu: ShadowMmu, vc: ShadowVcpu, l2_gpa: int, access: int = 0) -> 
     ``kvm_mmu_page_fault`` -> ``paging64_page_fault``; reflected by
     ``nested_svm_inject_npf_exit`` (``arch/x86/kvm/svm/nested.c``).
     """
+    check_instance("mmu", mmu, ShadowMmu)
+    mmu._check_vcpu(vc)
+    l2_gpa = check_int("l2_gpa", l2_gpa)
     access = check_access(access, _WF)
     r = mmu.access(vc, l2_gpa, access | ACCESS_USER)
     if r.fault is not None:

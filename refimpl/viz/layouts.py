@@ -232,11 +232,16 @@ def serving(legacy: L.KvmVcpuArch, split: S.KvmVcpuArch) -> dict[str, dict[str, 
         ``{"today": {access kind: text}, "sketch": {access kind: text}}``,
         access kinds from :data:`ACCESS_KINDS`.
     """
+    check_instance("legacy", legacy, L.KvmVcpuArch)
+    check_instance("split", split, S.KvmVcpuArch)
+    if legacy.walk_mmu is None or legacy.mmu is None or split.walk is None or split.mmu is None:
+        raise ValueError("serving: both vCPUs need an initialised MMU (kvm_init_mmu)")
+    if legacy.guest_mode != split.guest_mode:
+        raise ValueError("serving: legacy and split are not in the same configuration "
+                         f"(guest_mode {legacy.guest_mode} vs {split.guest_mode})")
     today: dict[str, str] = {}
     sketch: dict[str, str] = {}
     nested = legacy.guest_mode
-    assert legacy.walk_mmu is not None and legacy.mmu is not None
-    assert split.walk is not None and split.mmu is not None
     walk = f"{legacy.name_of(legacy.walk_mmu)}.gva_to_gpa = {legacy.walk_mmu.gva_to_gpa}"
     swalk = f"{split.name_of(split.walk)}.gva_to_gpa = {split.walk.gva_to_gpa}"
     if nested:
