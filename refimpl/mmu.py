@@ -65,6 +65,7 @@ __all__ = [
     "hw_translate_shadow",
     "hw_translate",
     "flush_remote_tlbs",
+    "vcpu_tlb",
 ]
 
 #: Previous roots kept for a fast CR3 switch (``KVM_MMU_NUM_PREV_ROOTS``).
@@ -324,8 +325,8 @@ class Mmu:
         the MMU implementation (``kvm_tdp_page_fault``,
         ``paging64_page_fault``...).
     tlb : refimpl.mmu.Tlb
-        The vCPU's TLB (not part of ``struct kvm_mmu``; kept here for
-        convenience).
+        The vCPU's TLB (:func:`vcpu_tlb`), shared by all its MMUs; not part
+        of ``struct kvm_mmu``, kept here for convenience.
 
     KVM
     ---
@@ -344,6 +345,22 @@ class Mmu:
     tlb: Tlb = field(default_factory=Tlb)
 
 
+def vcpu_tlb(vcpu: Vcpu) -> Tlb:
+    """The TLB of ``vcpu``, made on first use; pass it to every Mmu of the vCPU.
+
+    KVM
+    ---
+    Not a KVM structure: the processor's TLB. Its entries are tagged by root
+    (VPID/EPTP on Intel, ASID on AMD), so L1's and L2's translations live
+    side by side, and ``kvm_flush_remote_tlbs`` (``KVM_REQ_TLB_FLUSH``,
+    ``kvm_vcpu_flush_tlb_all`` in ``arch/x86/kvm/x86.c``) drops them all.
+    """
+    check_instance("vcpu", vcpu, Vcpu)
+    if vcpu.tlb is None:
+        vcpu.tlb = Tlb()
+    return vcpu.tlb
+
+
 def flush_remote_tlbs(kind: MmuKind, vcpus: list[Vcpu]) -> None:
     """Flush every vCPU's TLB and count one flush (``kvm_flush_remote_tlbs``).
 
@@ -357,8 +374,8 @@ def flush_remote_tlbs(kind: MmuKind, vcpus: list[Vcpu]) -> None:
     vcpus = check_items("vcpus", vcpus, Vcpu)
     kind.stats.tlb_flushes += 1
     for v in vcpus:
-        if v.mmu is not None:
-            v.mmu.tlb.flush_all()
+        if v.tlb is not None:
+            v.tlb.flush_all()
 
 
 # ---------------------------------------------------------------------------

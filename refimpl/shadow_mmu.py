@@ -75,7 +75,7 @@ from .formats import CR0, CR4, EFER
 from .memory import GuestMemory, check_int
 from .mmu import (
     INVALID_ROOT, KVM_MMU_NUM_PREV_ROOTS, HwResult, Mmu, MmuKind, RootInfo,
-    _from_translate, shadow_kind,
+    _from_translate, shadow_kind, vcpu_tlb,
 )
 from .roles import (
     ACC_ALL, ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK, PT32E_ROOT_LEVEL,
@@ -627,8 +627,8 @@ class ShadowMmu:
                 raise ValueError("cpu: the PAE PDPTEs at CR3 cannot be loaded (#GP)")
             pdptrs = loaded
         kind = shadow_kind(self.fmt, root_level=root_role.level)
-        mmu = Mmu(kind=kind, root_role=root_role)
         vcpu = self.kvm.create_vcpu()
+        mmu = Mmu(kind=kind, root_role=root_role, tlb=vcpu_tlb(vcpu))
         vcpu.cpu, vcpu.mmu = cpu, mmu
         vc = ShadowVcpu(vcpu, cpu, mmu, kind, cpu_role, pdptrs, self.host.alloc_page())
         mmu.page_fault = lambda addr, access: self.access(vc, addr, access)

@@ -77,7 +77,7 @@ from .faults import WalkError
 from .formats import CR0, EFER, EPT_EXIT_QUAL, EPTP
 from .errors import check_instance
 from .memory import GuestMemory, check_int
-from .mmu import INVALID_ROOT, HwResult, Mmu, MmuKind, RootInfo, hw_translate_tdp
+from .mmu import INVALID_ROOT, HwResult, Mmu, MmuKind, RootInfo, hw_translate_tdp, vcpu_tlb
 from .nested import NestedFault, _check_eptp, ept_exit_to_l1, npf_exit_to_l1
 from .roles import ACC_ALL, calc_shadow_ept_role
 from .rsvd import reset_rsvds_bits_mask_ept
@@ -269,7 +269,7 @@ class Tdp12Mmu(ShadowMmu):
             raise TypeError("vcpu must be a Vcpu of this VM")
         cpu_role, root_role, ctx = self._ept_state(eptp)
         kind = self._kind(root_role.level)
-        mmu = Mmu(kind=kind, root_role=root_role)
+        mmu = Mmu(kind=kind, root_role=root_role, tlb=vcpu_tlb(vcpu))
         vc = Tdp12Vcpu(vcpu, CpuState(), mmu, kind, cpu_role, eptp=eptp, ctx=ctx)
         mmu.page_fault = lambda addr, access: self.access(vc, addr, access)
         self.vcpus.append(vc)

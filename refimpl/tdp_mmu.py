@@ -53,6 +53,7 @@ from .mmu import (
     flush_remote_tlbs,
     hw_translate_tdp,
     tdp_kind,
+    vcpu_tlb,
 )
 from .roles import ACC_ALL, CpuRole, PageRole, calc_tdp_root_role
 from .spte import (
@@ -365,7 +366,8 @@ class TdpMmu:
     def init_vcpu(self, vcpu: Vcpu) -> Mmu:
         """Give ``vcpu`` its ``kvm_mmu`` on this VM's kind (``init_kvm_tdp_mmu``)."""
         self._check_vcpu(vcpu)
-        vcpu.mmu = Mmu(self.kind, root_role=self.root_role(vcpu), page_fault=self.page_fault)
+        vcpu.mmu = Mmu(self.kind, root_role=self.root_role(vcpu), page_fault=self.page_fault,
+                       tlb=vcpu_tlb(vcpu))
         return vcpu.mmu
 
     def get_root(self, role: PageRole) -> TdpMmuPage:

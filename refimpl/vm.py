@@ -45,7 +45,7 @@ from .memory import MAX_SIZE, GuestMemory, check_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cpu import CpuState
-    from .mmu import Mmu
+    from .mmu import Mmu, Tlb
 
 __all__ = [
     "PAGE_SHIFT",
@@ -404,6 +404,11 @@ class Vcpu:
         ``vcpu->arch.mmu`` (set by the MMU that runs this vCPU).
     pml_buffer : list of int
         GPAs the CPU logged since the last PML flush (Intel PML).
+    tlb : refimpl.mmu.Tlb or None
+        The vCPU's one TLB, whose entries are tagged by root, as VPID/EPTP
+        or ASID tagging does; every :class:`refimpl.mmu.Mmu` of the vCPU
+        (``root_mmu``, ``guest_mmu``) shares it, so a flush reaches all of
+        them. Made on first use by :func:`refimpl.mmu.vcpu_tlb`.
     """
 
     vcpu_id: int
@@ -411,6 +416,7 @@ class Vcpu:
     cpu: Optional["CpuState"] = None
     mmu: Optional["Mmu"] = None
     pml_buffer: list[int] = field(default_factory=list)
+    tlb: Optional["Tlb"] = None
 
     @property
     def as_id(self) -> int:

@@ -383,10 +383,9 @@ class NestedEptMachine(RuleBasedStateMachine):
         self.l1_mmu.init_vcpu(self.vcpu)
         self.root_mmu = self.vcpu.mmu
         self.vc = self.tdp12.add_vcpu(EPTP_A, vcpu=self.vcpu)
-        # One TLB per vCPU: the model keeps it on the Mmu object, and
-        # flush_remote_tlbs flushes vcpu.mmu's, which is guest_mmu while L2
-        # runs; share it so that L0's flushes reach L1's entries too.
-        self.vc.mmu.tlb = self.root_mmu.tlb
+        # One TLB per vCPU, shared by root_mmu and guest_mmu (vcpu_tlb), so
+        # L0's flushes reach L1's entries while L2 runs.
+        assert self.vc.mmu.tlb is self.root_mmu.tlb
         self.eptp = EPTP_A
         self.in_l2 = False
         self.allowed = {r: {g: set() for g in PROBES} for r in ROOTS.values()}
@@ -583,3 +582,25 @@ def test_the_machine_catches_each_naive_switch(bug):
             max_examples=150, stateful_step_count=30, deadline=None, derandomize=True,
             phases=[Phase.generate], database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+
+
+def test_a_flush_while_l2_runs_reaches_l1_translations():
+    # One TLB per vCPU (refimpl.mmu.vcpu_tlb), tagged by root like VPID/EPTP:
+    # L1's translations stay cached while L2 runs with vcpu->arch.mmu =
+    # &guest_mmu, and L0's flush on a memslot change must drop them too.
+    # With a TLB per Mmu object the flush reached only guest_mmu's, and L1
+    # used a deleted slot's frame when it ran again (found by a soak of
+    # NestedEptMachine).
+    kvm, _mem, t12 = world()
+    l1 = TdpMmu(kvm)
+    v = kvm.create_vcpu()
+    root_mmu = l1.init_vcpu(v)
+    assert l1.guest_access(v, 0x201000).hpa is not None  # L1 gfn 0x201, memslot 1
+    assert (l1.load(v).hpa, 0x201) in v.tlb.entries
+    vc = t12.add_vcpu(EPTP_A, vcpu=v)
+    v.mmu = vc.mmu  # nested entry: mmu = &guest_mmu
+    assert vc.mmu.tlb is root_mmu.tlb is v.tlb
+    kvm.delete_memslot(1)
+    assert v.tlb.entries == {}
+    v.mmu = root_mmu  # nested exit: L1's access now faults and finds no slot
+    assert l1.guest_access(v, 0x201000).exit == "mmio"
