@@ -23,7 +23,6 @@ import numpy as np
 from hypothesis import strategies as st
 
 import refimpl
-import refimpl.viz
 
 # ---------------------------------------------------------------------------
 # Discovery
@@ -31,13 +30,25 @@ import refimpl.viz
 
 
 def public_modules() -> list[types.ModuleType]:
-    """``refimpl``, its submodules and ``refimpl.viz``'s, imported."""
-    names = ["refimpl", "refimpl.viz"]
-    names += [f"refimpl.{m.name}" for m in pkgutil.iter_modules(refimpl.__path__)
-              if not m.name.startswith("_") and m.name != "viz"]
-    names += [f"refimpl.viz.{m.name}" for m in pkgutil.iter_modules(refimpl.viz.__path__)
-              if not m.name.startswith("_")]
+    """``refimpl`` and every public module of every subpackage, imported.
+
+    Walks the package tree recursively (:func:`pkgutil.walk_packages`), so a
+    subpackage added tomorrow (``refimpl.viz``, ``refimpl.refactor``...) is
+    covered without anyone listing it. A module or package whose dotted name
+    has a component with a leading underscore is private and skipped, with
+    everything under it.
+    """
+    names = ["refimpl"]
+    for m in pkgutil.walk_packages(refimpl.__path__, "refimpl.", onerror=_walk_error):
+        if not any(part.startswith("_") for part in m.name.split(".")):
+            names.append(m.name)
     return [importlib.import_module(n) for n in sorted(names)]
+
+
+def _walk_error(name: str) -> None:
+    # walk_packages swallows a subpackage that fails to import; a broken
+    # subpackage must fail the fuzz, not vanish from it.
+    raise ImportError(f"cannot import {name} while discovering the public API")
 
 
 def public_names(module: types.ModuleType) -> list[str]:
@@ -261,7 +272,8 @@ def good_value(module: str, name: str):
     return f
 
 
-# Instances whose methods are fuzzed: class key -> factory.
+# Instances whose methods are fuzzed: class key -> factory, or a tuple of
+# factories of the same class in different states (the fuzz draws one).
 def _tdp_mmu():
     from refimpl.mmu import tdp_kind
     from refimpl.tdp_mmu import TdpMmu
@@ -339,6 +351,182 @@ GOOD_FOR_INSTANCE: dict[tuple[str, str], object] = {
     ("refimpl.shadow_mmu.ShadowMmu", "slot"): lambda m: m.kvm.memslot(0),
     ("refimpl.vm.Kvm", "slot_id"): lambda k: 0,
 }
+
+
+# ---------------------------------------------------------------------------
+# refimpl.refactor: the steps, their structures, the workloads
+# ---------------------------------------------------------------------------
+
+
+def _refactor_classes() -> list[type]:
+    """Every concrete layout class: the steps and the deliberate mistakes."""
+    from refimpl.refactor import STEPS
+    from refimpl.refactor.mistakes import MISTAKES
+    return [s.cls for s in STEPS] + list(MISTAKES.values())
+
+
+#: The states a step's instance is fuzzed in: its one vCPU runs L1 with TDP
+#: on a VMX host, L2 with nested EPT, L1 under shadow paging, or L2 with
+#: nested NPT on an SVM host (the configurations of refimpl.mmu_legacy).
+LAYOUT_CONFIGS = ("tdp", "vmx_ept", "shadow", "svm_npt")
+
+
+def _layout(cls, config: str = "tdp"):
+    """A fresh ``cls()`` with one VM and one vCPU in configuration ``config``.
+
+    The VM and vCPU hang off the instance (``_fuzz_vm``, ``_fuzz_vcpu``) so
+    that :data:`GOOD_FOR_INSTANCE` can hand them to its methods, and so that
+    the state snapshot of the instance covers them.
+    """
+    from refimpl.mmu_legacy import EPTP12, L1_REGS, L2_REGS, NCR3, Host
+    layout = cls()
+    vm = layout.create_vm(Host(tdp_enabled=config != "shadow",
+                               vendor="svm" if config.startswith("svm") else "vmx"))
+    vcpu = layout.create_vcpu(vm)
+    layout.set_regs(vcpu, L1_REGS)
+    if config == "vmx_ept":
+        layout.vmx_vmentry(vcpu, L2_REGS, ept=True, eptp=EPTP12)
+    elif config == "svm_npt":
+        layout.svm_vmrun(vcpu, L2_REGS, npt=True, ncr3=NCR3)
+    layout._fuzz_vm, layout._fuzz_vcpu = vm, vcpu
+    return layout
+
+
+def _small_workload():
+    from refimpl.refactor.workload import generate
+    return generate(3, n_vcpus=1, n_events=6)
+
+
+def _legacy_layout_vcpu():
+    from refimpl.refactor.step0_legacy import Legacy
+    return _layout(Legacy)._fuzz_vcpu
+
+
+def _l1_cpu_role():
+    from refimpl.mmu_legacy import L1_REGS
+    from refimpl.roles import calc_cpu_role
+    return calc_cpu_role(L1_REGS.cr0, L1_REGS.cr4, L1_REGS.efer)
+
+
+def _refactor_good() -> dict[str, object]:
+    """Good values by parameter name, the same in every refactor module."""
+    from refimpl.mmu_legacy import CR0_WP, EPTP12, L1_REGS, L2_REGS, NCR3, Host
+    from refimpl.refactor import STEPS
+    return {
+        "step": lambda: "walk12",
+        "reference": lambda: "legacy",
+        "host": Host,
+        "vcpus": list,
+        "regs": lambda: L1_REGS,
+        "l2_regs": lambda: L2_REGS,
+        "cr0": lambda: L1_REGS.cr0 ^ CR0_WP,
+        "cr3": lambda: L1_REGS.cr3,
+        "cr4": lambda: L1_REGS.cr4,
+        "efer": lambda: L1_REGS.efer,
+        "smm": lambda: False,
+        "ept": lambda: True,
+        "npt": lambda: True,
+        "eptp": lambda: EPTP12,
+        "ncr3": lambda: NCR3,
+        "execonly": lambda: True,
+        "accessed_dirty": lambda: True,
+        "nested_page_fault": lambda: False,
+        "gfn": lambda: 1,
+        "pfn": lambda: 1,
+        "what": lambda: "resets",
+        "seed": lambda: 3,
+        "first_seed": lambda: 0,
+        "n": lambda: 1,
+        "n_vcpus": lambda: 2,
+        "n_events": lambda: 6,
+        "vendor": lambda: "vmx",
+        "tdp": lambda: True,
+        "max_mismatches": lambda: 1,
+        "workload": _small_workload,
+        "expected": lambda: [("-",)],
+        "got": lambda: [("-",)],
+        "config_key": lambda: "vmx_ept",
+        "callback": lambda: "get_guest_cr3",
+        "vcpu": _legacy_layout_vcpu,
+        "role": _l1_cpu_role,
+        "pgd": lambda: 0x1000,
+        "ns": lambda: (1, 2),
+        "functions": lambda: ("make_spte",),
+        "path": lambda: "kvm_mmu.fmt.rsvd_bits_mask",
+        "homes": lambda: ("kvm_mmu.fmt.rsvd_bits_mask",),
+        "sketch_struct": lambda: "kvm_mmu_kind",
+        "number": lambda: 1,
+        "name": lambda: "walk12",
+        "title": lambda: "t",
+        "summary": lambda: "s",
+        "previous": lambda: "legacy",
+        "delta": lambda: (),
+        "cls": lambda: STEPS[1].cls,
+    }
+
+
+def _refactor_good_in() -> dict[str, dict[str, object]]:
+    import refimpl.refactor
+    good = _refactor_good()
+    return {m.name: dict(good) for m in pkgutil.walk_packages(
+        refimpl.refactor.__path__, "refimpl.refactor.")} | {"refimpl.refactor": dict(good)}
+
+
+def _refactor_instances() -> dict[str, object]:
+    from refimpl.refactor import STEPS
+    from refimpl.refactor.workload import generate
+    # A tuple of factories: the fuzz draws which one.
+    out = {f"{c.__module__}.{c.__qualname__}": tuple(
+        (lambda c=c, cfg=cfg: _layout(c, cfg)) for cfg in LAYOUT_CONFIGS)
+        for c in _refactor_classes()}
+    out["refimpl.refactor.Step"] = lambda: STEPS[1]
+    # The protocol of the abstract base (whose methods raise
+    # NotImplementedError) is fuzzed as the driver calls it: on every
+    # concrete step and mistake, in every configuration.
+    out["refimpl.refactor.base.Layout"] = tuple(
+        (lambda c=c, cfg=cfg: _layout(c, cfg))
+        for c in _refactor_classes() for cfg in LAYOUT_CONFIGS)
+    out["refimpl.refactor.workload.Workload"] = lambda: generate(5, n_events=8)
+    for n in (1, 2, 3):  # the vCPU structs of steps 1-3 (4+ use mmu_split's)
+        out[f"{STEPS[n].module}.KvmVcpuArch"] = lambda n=n: _layout(STEPS[n].cls)._fuzz_vcpu
+    return out
+
+
+def _refactor_for_instance() -> dict[tuple[str, str], object]:
+    """The VM, vCPU and structures of the instance's own vCPU, by parameter name."""
+    from refimpl.refactor import STEPS
+
+    def vcpu(lay):
+        return lay._fuzz_vcpu
+
+    per_param = {
+        "vcpu": vcpu,
+        "vm": lambda lay: lay._fuzz_vm,
+        "kvm": lambda lay: lay._fuzz_vm,
+        "m": lambda lay: vcpu(lay).mmu,
+        "w": lambda lay: lay.get_walk(vcpu(lay)),
+        "kind": lambda lay: lay.kind_of(vcpu(lay).mmu),
+        "root": lambda lay: vcpu(lay).mmu.root,
+        "cpu_role": lambda lay: lay.cpu_role(vcpu(lay)),
+        "root_role": lambda lay: vcpu(lay).mmu.root_role,
+        "host": lambda lay: vcpu(lay).host,
+    }
+    out = {("refimpl.refactor.base.Layout", p): f for p, f in per_param.items()}
+    for n in (1, 2, 3):  # KvmVcpuArch.name_of(obj): one of its own structures
+        mod = STEPS[n].module
+        out[(f"{mod}.KvmVcpuArch", "obj")] = lambda v: v.root_mmu
+    for c in _refactor_classes():
+        # Methods are keyed by the class that defines them; each of a
+        # step's ancestors is a step too.
+        key = f"{c.__module__}.{c.__qualname__}"
+        for p, f in per_param.items():
+            out[(key, p)] = f
+    return out
+
+
+GOOD_IN.update(_refactor_good_in())
+INSTANCES.update(_refactor_instances())
+GOOD_FOR_INSTANCE.update(_refactor_for_instance())
 
 
 # ---------------------------------------------------------------------------

@@ -8,8 +8,12 @@ Every public function, constructor and method is found by introspection
 in :data:`NOT_FUZZED` with a reason, or ``test_every_public_callable_is_fuzzed``
 fails. Any other exception fails, naming the callable and the arguments.
 
-The default run draws ``FUZZ_EXAMPLES`` (8) argument sets per callable;
-``HYPOTHESIS_PROFILE=fuzz-long`` (or ``REFIMPL_FUZZ_EXAMPLES=N``) draws more.
+The default run draws ``FUZZ_EXAMPLES`` (8) argument sets per callable
+(fewer for the few in :data:`EXAMPLES`); ``HYPOTHESIS_PROFILE=fuzz-long`` (or
+``REFIMPL_FUZZ_EXAMPLES=N``) draws more, for every callable. Counts of
+workloads are drawn small (:data:`BOUNDED`), whatever the run. A class with
+several instance factories (a refactoring step with its vCPU in L1, in L2,
+under shadow paging...) is fuzzed in a state drawn among them.
 """
 
 from __future__ import annotations
@@ -17,21 +21,30 @@ from __future__ import annotations
 import collections.abc
 import enum
 import inspect
+import operator
 import os
+import pathlib
 import types
+
+import numpy as np
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
+import refimpl
 from refimpl.errors import DOCUMENTED
 
 from api_surface import (
-    ARBITRARY, GOOD_FOR_INSTANCE, INSTANCES, good_value, public_callables, state_of,
+    ARBITRARY, GOOD_FOR_INSTANCE, INSTANCES, good_value, public_callables, public_modules,
+    state_of,
 )
 
 FUZZ_EXAMPLES = int(os.environ.get("REFIMPL_FUZZ_EXAMPLES", "8"))
 if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz-long":
     FUZZ_EXAMPLES = max(FUZZ_EXAMPLES, 300)
+# A run that asks for a number of examples gets it for every callable.
+LONG_RUN = "REFIMPL_FUZZ_EXAMPLES" in os.environ or \
+    os.environ.get("HYPOTHESIS_PROFILE") == "fuzz-long"
 
 # Callables that are not fuzzed, each with the reason.
 NOT_FUZZED: dict[str, str] = {
@@ -61,6 +74,40 @@ NOT_FUZZED: dict[str, str] = {
     "refimpl.vm.MemslotListener.dirty_log_cleared": "Protocol method stub",
 }
 
+
+def _not_a_big_count(v) -> bool:
+    """False for a valid count above 2 (an int-like that is not a bool)."""
+    if isinstance(v, (bool, np.bool_)):
+        return True
+    try:
+        return operator.index(v) <= 2
+    except TypeError:
+        return True
+
+
+#: A count of workloads that is either small (1 or 2) or not a valid count
+#: at all: a valid large one (or the default, 200 or 1000 workloads) would
+#: run for seconds to minutes, which tests nothing the small ones do not.
+SMALL_COUNT = st.one_of(st.sampled_from([1, 2]), ARBITRARY.filter(_not_a_big_count))
+
+# Parameters whose valid values can ask for unbounded work: the fuzz draws
+# them from the given strategy instead (never the default, never arbitrary).
+BOUNDED: dict[str, dict[str, st.SearchStrategy]] = {
+    "refimpl.refactor.workload.workloads": {"n": SMALL_COUNT},
+    "refimpl.refactor.workload.differential": {"n": SMALL_COUNT},
+    "refimpl.refactor.measures.counters": {"n": SMALL_COUNT},
+}
+
+# Callables that cost more per example than the others: fewer examples.
+EXAMPLES: dict[str, int] = {
+    "refimpl.refactor.workload.differential": 4,
+    "refimpl.refactor.measures.counters": 4,
+    "refimpl.refactor.measures.pointer_tables": 4,
+    "refimpl.refactor.measures.bytes_table": 4,
+    "refimpl.refactor.figures.step_diagram": 4,
+    "refimpl.refactor.figures.configured_vcpu": 4,
+}
+
 # Callables the fuzz still finds an undocumented exception in: each is run
 # as a strict xfail, so fixing one makes the test say so (remove it then).
 KNOWN_GAPS: dict[str, str] = {}
@@ -86,8 +133,11 @@ class Good:
         return self.factory(instance) if self.wants_instance else self.factory()
 
 
-def _param_strategy(module: str, p: inspect.Parameter, owner_key: str | None = None):
+def _param_strategy(module: str, p: inspect.Parameter, owner_key: str | None = None,
+                    key: str | None = None):
     """Draws (value, is_good); a good value is a :class:`Good` to make."""
+    if p.name in BOUNDED.get(key, {}):
+        return BOUNDED[key][p.name].map(lambda v: (v, False))
     good = good_value(module, p.name)
     wants = False
     if owner_key is not None and (owner_key, p.name) in GOOD_FOR_INSTANCE:
@@ -108,10 +158,17 @@ def _signature(obj):
     return inspect.signature(obj)
 
 
-def _instance(cls):
+def _variants(cls) -> int:
+    """How many states :data:`INSTANCES` offers for ``cls`` (1 if one factory)."""
+    f = INSTANCES.get(f"{cls.__module__}.{cls.__qualname__}")
+    return len(f) if isinstance(f, tuple) else 1
+
+
+def _instance(cls, variant: int = 0):
     key = f"{cls.__module__}.{cls.__qualname__}"
     if key in INSTANCES:
-        return INSTANCES[key]()
+        f = INSTANCES[key]
+        return f[variant]() if isinstance(f, tuple) else f()
     kwargs = {}
     for p in _signature(cls).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.default is not p.empty:
@@ -175,15 +232,18 @@ def check_call(key, fn, args, kwargs, watched):
 def test_public_callable_honours_the_contract(key):
     obj, owner, module, params, bound = _call_parts(key)
     owner_key = f"{owner.__module__}.{owner.__qualname__}" if bound else None
-    strategies = st.tuples(*[_param_strategy(module, p, owner_key) for p in params])
+    strategies = st.tuples(*[_param_strategy(module, p, owner_key, key) for p in params])
+    examples = FUZZ_EXAMPLES if LONG_RUN else min(FUZZ_EXAMPLES,
+                                                   EXAMPLES.get(key, FUZZ_EXAMPLES))
 
-    @settings(max_examples=FUZZ_EXAMPLES, derandomize=True, deadline=None, database=None,
+    @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck),
               # The failing call is reported as drawn: shrinking costs seconds.
               phases=[Phase.explicit, Phase.generate])
-    @given(drawn=strategies)
-    def run(drawn):
-        instance = _instance(owner) if bound else None
+    @given(variant=st.integers(0, _variants(owner) - 1) if bound else st.just(0),
+           drawn=strategies)
+    def run(variant, drawn):
+        instance = _instance(owner, variant) if bound else None
         args, kwargs, goods = [], {}, []
         for p, (value, is_good) in zip(params, drawn):
             if value is OMIT:
@@ -205,18 +265,42 @@ def test_every_public_callable_is_fuzzed():
     """A new public callable is fuzzed automatically, unless it cannot be
     instantiated: then it must be given an instance factory
     (``api_surface.INSTANCES``) or listed, with a reason, in NOT_FUZZED."""
-    stale = sorted((set(NOT_FUZZED) | set(KNOWN_GAPS)) - set(ALL))
+    stale = sorted((set(NOT_FUZZED) | set(KNOWN_GAPS) | set(BOUNDED) | set(EXAMPLES)) - set(ALL))
     assert not stale, f"NOT_FUZZED names callables that no longer exist: {stale}"
     unreachable = []
     for key in FUZZED:
         obj, owner, module, params, bound = _call_parts(key)
         if bound:
-            try:
-                _instance(owner)
-            except Exception as e:  # noqa: BLE001
-                unreachable.append(f"{key}: {type(e).__name__}: {e}")
+            for variant in range(_variants(owner)):
+                try:
+                    _instance(owner, variant)
+                except Exception as e:  # noqa: BLE001
+                    unreachable.append(f"{key} (state {variant}): {type(e).__name__}: {e}")
     assert not unreachable, "\n".join(unreachable)
     assert all(NOT_FUZZED.values())
+
+
+def test_discovery_walks_every_subpackage():
+    """Every public module on disk under ``refimpl/`` (found with
+    :mod:`pathlib`, not :mod:`pkgutil`) is discovered, in any subpackage at
+    any depth; so is each module's public API (a sample from each subpackage)."""
+    root = pathlib.Path(refimpl.__file__).parent
+    on_disk = set()
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        if not any(p.startswith("_") for p in parts):
+            on_disk.add(".".join(parts))
+    found = {m.__name__ for m in public_modules()}
+    assert on_disk <= found, sorted(on_disk - found)
+    assert {"refimpl.refactor.workload", "refimpl.refactor.step8_cr0wp_no_reset",
+            "refimpl.viz.svg"} <= found
+    for key in ("refimpl.refactor.workload.differential",
+                "refimpl.refactor.step3_kind.Kind.kind_of",
+                "refimpl.refactor.history.resolve_2026",
+                "refimpl.viz.svg.Diagram.box", "refimpl.walker.walk_addr_generic"):
+        assert key in ALL, key
 
 
 def test_the_fuzz_can_fail():

@@ -32,7 +32,13 @@ from refimpl.viz import nested as vnested
 from refimpl.viz import walk as vwalk
 from refimpl.vm import HostMemory, Kvm, Memslot
 
-from api_surface import state_of
+from refimpl.mmu_legacy import EPTP12, L1_REGS, L2_REGS, Host as MmuHost
+from refimpl.refactor import STEPS, Step, get_step, ledger_delta_markdown
+from refimpl.refactor import base as rbase, figures as rfig, history as rhist
+from refimpl.refactor import measures as rmeas, workload as rwork
+from refimpl.refactor.mistakes import WpNoBitmapUpdate
+
+from api_surface import _layout, state_of
 
 LONG = dict(cr0=(1 << 31) | (1 << 16) | 1, cr3=0x1000, cr4=0x20, efer=0xD00)
 
@@ -75,6 +81,18 @@ PERMS = permissions.update_permission_bitmask(cr0_wp=True, cr4_smep=False, cr4_s
                                               efer_nx=True)
 CPU = CpuState(**LONG)
 MEM = GuestMemory(0x4000)
+
+WL = rwork.generate(3, n_vcpus=1, n_events=6)
+
+
+def stepped(n, config="tdp"):
+    """A fresh instance of step ``n`` whose one vCPU (``_fuzz_vcpu``) runs in ``config``."""
+    return lambda: _layout(STEPS[n].cls, config)
+
+
+def vcpu_of(o):
+    return o._fuzz_vcpu
+
 
 # (id, factory of the object or None, call(obj), exception, fragment)
 T, V = TypeError, ValueError
@@ -231,6 +249,154 @@ ROWS = [
     ("viz.layouts: vendor", None, lambda o: layouts.LayoutSetup(vendor="arm"), V, "vendor"),
     ("viz.svg: unknown box", None, lambda o: svg.Diagram(10, 10).box("x"), UnknownName, "key"),
     ("viz.svg: render a dict", None, lambda o: svg.render({}, "x"), T, "d"),
+    # --- refactor: the steps, as data -------------------------------------
+    ("refactor: unknown step name", None, lambda o: get_step("walk13"), V, "unknown step"),
+    ("refactor: step number 9", None, lambda o: get_step(9), V, "step number must be in [0, 8]"),
+    ("refactor: step as float", None, lambda o: get_step(1.0), T, "step must be"),
+    ("refactor: step True", None, lambda o: get_step(True), T, "step must be"),
+    ("refactor: ledger delta of None", None, lambda o: ledger_delta_markdown(None), T, "step"),
+    ("refactor: Step cls not a Layout", None,
+     lambda o: Step(0, "x", "t", "s", None, (), int), T, "cls"),
+    ("refactor: Step delta not triples", None,
+     lambda o: Step(0, "x", "t", "s", None, (("moved", "a"),), STEPS[0].cls), T, "delta"),
+    # --- refactor.base ------------------------------------------------------
+    ("refactor.base: count an unknown counter", rbase.Layout,
+     lambda o: o.count("faults"), V, "what"),
+    ("refactor.base: count a list", rbase.Layout, lambda o: o.count(["resets"]), T, "what"),
+    ("refactor.base: pgd_source of a dict", None,
+     lambda o: rbase.pgd_source({}, "get_guest_cr3"), T, "vcpu"),
+    ("refactor.base: pgd_source callback not a name", stepped(0),
+     lambda o: rbase.pgd_source(vcpu_of(o), 3), T, "callback"),
+    ("refactor.base: pgd_source unknown callback", stepped(0),
+     lambda o: rbase.pgd_source(vcpu_of(o), "get_cr3"), V, "not modelled"),
+    # --- refactor.steps: a step's methods on its own vCPU -----------------
+    ("refactor.steps: vcpu of another step", stepped(2),
+     lambda o: o.set_cr0(_layout(STEPS[1].cls)._fuzz_vcpu, L1_REGS.cr0), T, "vcpu"),
+    ("refactor.steps: vcpu None", stepped(8), lambda o: o.emulation_walk(None), T, "vcpu"),
+    ("refactor.steps: cr0 as str", stepped(0),
+     lambda o: o.set_cr0(vcpu_of(o), "0x80010033"), T, "cr0"),
+    ("refactor.steps: cr0 PG without PE", stepped(0),
+     lambda o: o.set_cr0(vcpu_of(o), 1 << 31), V, "cr0"),
+    ("refactor.steps: cr4 2**64", stepped(3),
+     lambda o: o.set_cr4(vcpu_of(o), 1 << 64), V, "cr4 must be in [0, "),
+    ("refactor.steps: efer negative", stepped(4), lambda o: o.set_efer(vcpu_of(o), -1), V,
+     "efer"),
+    ("refactor.steps: cr3 float", stepped(1), lambda o: o.set_cr3(vcpu_of(o), 4096.0), T, "cr3"),
+    ("refactor.steps: smm 2", stepped(0), lambda o: o.set_smm(vcpu_of(o), 2), T, "smm"),
+    ("refactor.steps: set_regs of a dict", stepped(5),
+     lambda o: o.set_regs(vcpu_of(o), {"cr0": 0}), T, "regs"),
+    ("refactor.steps: w of another vCPU", stepped(2),
+     lambda o: o.set_walk(vcpu_of(o), _layout(STEPS[2].cls)._fuzz_vcpu.root_walk), V,
+     "w must be a structure of this vCPU"),
+    ("refactor.steps: view of a str", stepped(6),
+     lambda o: o.view(vcpu_of(o), "root_walk"), V, "w must be"),
+    ("refactor.steps: m of the wrong step", stepped(2),
+     lambda o: o.walk_of(_layout(STEPS[0].cls)._fuzz_vcpu.root_mmu), T, "m must be"),
+    ("refactor.steps: cpu_role None", stepped(7),
+     lambda o: o.init_kvm_tdp_mmu(vcpu_of(o), None), T, "cpu_role"),
+    ("refactor.steps: vmexit outside guest mode", stepped(1),
+     lambda o: o.vmx_vmexit(vcpu_of(o)), V, "not in guest mode"),
+    ("refactor.steps: vmentry twice", stepped(3, "vmx_ept"),
+     lambda o: o.vmx_vmentry(vcpu_of(o), L2_REGS, ept=True, eptp=EPTP12), V,
+     "already in guest mode"),
+    ("refactor.steps: EPTP12 with 2-level walk", stepped(0),
+     lambda o: o.vmx_vmentry(vcpu_of(o), L2_REGS, ept=True, eptp=0x9000 | (1 << 3) | 6), V,
+     "bits 5:3"),
+    ("refactor.steps: ept not a bool", stepped(8),
+     lambda o: o.vmx_vmentry(vcpu_of(o), L2_REGS, ept="yes", eptp=EPTP12), T, "ept"),
+    ("refactor.steps: l2_regs None", stepped(8),
+     lambda o: o.vmx_vmentry(vcpu_of(o), None, ept=False), T, "l2_regs"),
+    ("refactor.steps: VMRUN on a VMX host", stepped(4),
+     lambda o: o.svm_vmrun(vcpu_of(o), L2_REGS, npt=True), V, "SVM"),
+    ("refactor.steps: ncr3 negative", stepped(4, "svm_npt"),
+     lambda o: o.svm_vmrun(vcpu_of(o), L2_REGS, npt=True, ncr3=-0x1000), V, "ncr3"),
+    ("refactor.steps: make_spte gfn 2**40", stepped(0),
+     lambda o: o.make_spte(vcpu_of(o), 1 << 40, 0), V, "gfn"),
+    ("refactor.steps: make_spte kind None", stepped(5),
+     lambda o: o.make_spte(None, 1, 0), T, "kind"),
+    ("refactor.steps: tdp_mmu_set_leaf without TDP", stepped(6, "shadow"),
+     lambda o: o.tdp_mmu_set_leaf(o._fuzz_vm, vcpu_of(o).mmu.root, 1), V, "TDP is off"),
+    ("refactor.steps: create_vcpu of a step-0 VM", stepped(4),
+     lambda o: o.create_vcpu(rbase.Vm(MmuHost(), [])), T, "kvm"),
+    ("refactor.steps: create_vm of a str", stepped(7), lambda o: o.create_vm("vmx"), T, "host"),
+    ("refactor.steps: fault_inject flag of a list", stepped(8),
+     lambda o: o.fault_inject(vcpu_of(o), [1]), T, "nested_page_fault"),
+    ("refactor.steps: recover_huge_pages of a vCPU", stepped(6),
+     lambda o: o.recover_huge_pages(vcpu_of(o)), T, "vm"),
+    # --- refactor.mistakes --------------------------------------------------
+    ("refactor.mistakes: cr0 None", lambda: _layout(WpNoBitmapUpdate),
+     lambda o: o.set_cr0(vcpu_of(o), None), T, "cr0"),
+    # --- refactor.workload --------------------------------------------------
+    ("refactor.workload: n_vcpus 5", None, lambda o: rwork.generate(1, n_vcpus=5), V,
+     "n_vcpus must be in [1, 4]"),
+    ("refactor.workload: n_vcpus 0", None, lambda o: rwork.generate(1, n_vcpus=0), V,
+     "n_vcpus"),
+    ("refactor.workload: n_events 0", None, lambda o: rwork.generate(1, n_events=0), V,
+     "n_events must be in [1, 2000]"),
+    ("refactor.workload: n_events 2001", None, lambda o: rwork.generate(1, n_events=2001), V,
+     "n_events"),
+    ("refactor.workload: n_events float", None, lambda o: rwork.generate(1, n_events=6.0), T,
+     "n_events"),
+    ("refactor.workload: vendor arm", None, lambda o: rwork.generate(1, vendor="arm"), V,
+     "vendor"),
+    ("refactor.workload: seed negative", None, lambda o: rwork.generate(-1), V, "seed"),
+    ("refactor.workload: run of a dict", None, lambda o: rwork.run("legacy", {}), T,
+     "workload"),
+    ("refactor.workload: run unknown step", None, lambda o: rwork.run("nope", WL), V,
+     "unknown step"),
+    ("refactor.workload: run step 12", None, lambda o: rwork.run(12, WL), V, "step number"),
+    ("refactor.workload: differential n 0", None, lambda o: rwork.differential("kind", 0), V,
+     "n must be in"),
+    ("refactor.workload: differential n float", None,
+     lambda o: rwork.differential("kind", 1.0), T, "n must be an int"),
+    ("refactor.workload: differential first_seed negative", None,
+     lambda o: rwork.differential("kind", 1, first_seed=-1), V, "first_seed"),
+    ("refactor.workload: differential max_mismatches 0", None,
+     lambda o: rwork.differential("kind", 1, max_mismatches=0), V, "max_mismatches"),
+    ("refactor.workload: differential unknown reference", None,
+     lambda o: rwork.differential("kind", 1, reference="sketch"), V, "unknown step"),
+    ("refactor.workload: workloads n str", None, lambda o: rwork.workloads("3"), T, "n"),
+    ("refactor.workload: first_difference longer than the events", None,
+     lambda o: rwork.first_difference(WL, [("-",)] * 8, []), V, "expected has 8 outcomes"),
+    ("refactor.workload: first_difference got None", None,
+     lambda o: rwork.first_difference(WL, [], None), T, "got"),
+    ("refactor.workload: cpu_state_from_role pgd str", None,
+     lambda o: rwork.cpu_state_from_role(get_step(0).layout().cpu_role(
+         _layout(STEPS[0].cls)._fuzz_vcpu), "0x1000"), T, "pgd"),
+    # --- refactor.measures --------------------------------------------------
+    ("refactor.measures: state_bytes n_vcpus 4097", None,
+     lambda o: rmeas.state_bytes("legacy", 4097), V, "n_vcpus"),
+    ("refactor.measures: bytes_table ns of str", None, lambda o: rmeas.bytes_table(["1"]), T,
+     "ns"),
+    ("refactor.measures: members host str", None, lambda o: rmeas.members(0, "vmx"), T, "host"),
+    ("refactor.measures: struct_bytes host str", None,
+     lambda o: rmeas.struct_bytes(0, "vmx"), T, "host"),
+    ("refactor.measures: needs_vcpu functions int", None,
+     lambda o: rmeas.needs_vcpu("kind", 3), T, "functions"),
+    ("refactor.measures: counters unknown step", None,
+     lambda o: rmeas.counters("sketch", 1), V, "unknown step"),
+    # --- refactor.figures ---------------------------------------------------
+    ("refactor.figures: unknown config key", None,
+     lambda o: rfig.step_diagram("legacy", "nested"), V, "config_key"),
+    ("refactor.figures: config key int", None,
+     lambda o: rfig.configured_vcpu("legacy", 3), T, "config_key"),
+    # --- refactor.history ---------------------------------------------------
+    ("refactor.history: resolve_2026 structs list", None,
+     lambda o: rhist.resolve_2026("kvm_mmu", ["kvm_mmu"]), T, "structs"),
+    ("refactor.history: resolve_2026 unknown member", None,
+     lambda o: rhist.resolve_2026("kvm_mmu.nope"), V, "no member 'nope'"),
+    ("refactor.history: field_rows to_2026 lacks a field", None,
+     lambda o: rhist.field_rows(None, {}), V, "to_2026 has no entry"),
+    ("refactor.history: field_rows sketch_home of ints", None,
+     lambda o: rhist.field_rows({"root": 1}), T, "sketch_home"),
+    ("refactor.history: field_verdict homes str", None,
+     lambda o: rhist.field_verdict("kvm_mmu", "kvm_mmu.root"), T, "homes"),
+    ("refactor.history: field_verdict sketch_struct int", None,
+     lambda o: rhist.field_verdict(3, ()), T, "sketch_struct"),
+    ("refactor.history: comparison_markdown of str", None,
+     lambda o: rhist.comparison_markdown("kvm_mmu"), T, "elements"),
+    ("refactor.history: check_history to_2026 list", None,
+     lambda o: rhist.check_history(to_2026=["root"]), T, "to_2026"),
 ]
 
 
@@ -250,7 +416,9 @@ def test_table_covers_every_module():
     want = {"memory", "cpu", "walker", "batch", "ept", "npt", "nested", "bits", "formats",
             "faults", "permissions", "rsvd", "roles", "spte", "mmu", "vm", "tdp_mmu",
             "shadow_mmu", "mmu_legacy", "mmu_split", "ledger", "thread", "viz.walk",
-            "viz.nested", "viz.layouts", "viz.svg"}
+            "viz.nested", "viz.layouts", "viz.svg",
+            "refactor", "refactor.base", "refactor.steps", "refactor.mistakes",
+            "refactor.workload", "refactor.measures", "refactor.figures", "refactor.history"}
     assert want <= modules, sorted(want - modules)
 
 

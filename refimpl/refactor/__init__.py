@@ -83,6 +83,12 @@ class Step:
         The step's class (a :class:`refimpl.refactor.base.Layout`).
     module : str
         Dotted name of the step's module.
+
+    Raises
+    ------
+    TypeError
+        A field of the wrong type (``cls`` must be a
+        :class:`refimpl.refactor.base.Layout` subclass).
     """
 
     number: int
@@ -92,6 +98,21 @@ class Step:
     previous: Optional[str]
     delta: tuple[tuple[str, str, str], ...]
     cls: type
+
+    def __post_init__(self) -> None:
+        if isinstance(self.number, bool) or not isinstance(self.number, int):
+            raise TypeError(f"number must be an int, got {type(self.number).__name__}")
+        for name in ("name", "title", "summary"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a str, got {type(getattr(self, name)).__name__}")
+        if self.previous is not None and not isinstance(self.previous, str):
+            raise TypeError(f"previous must be a str or None, got {type(self.previous).__name__}")
+        if not isinstance(self.delta, tuple) or not all(
+                isinstance(d, tuple) and len(d) == 3 and all(isinstance(x, str) for x in d)
+                for d in self.delta):
+            raise TypeError("delta must be a tuple of (action, from, to) string triples")
+        if not (isinstance(self.cls, type) and issubclass(self.cls, Layout)):
+            raise TypeError(f"cls must be a Layout subclass, got {self.cls!r}")
 
     @property
     def module(self) -> str:

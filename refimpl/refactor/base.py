@@ -57,6 +57,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
+from refimpl.errors import check_choice
 from refimpl.mmu_legacy import Derived, Host, RootInfo
 from refimpl.roles import CpuRole, PageRole
 
@@ -134,9 +135,17 @@ def pgd_source(vcpu, callback: Optional[str]) -> int:
 
     Raises
     ------
+    TypeError
+        ``callback`` is neither a string nor None, or ``vcpu`` is not a
+        vCPU structure of a step (it has no ``regs`` and ``nested_pgd``).
     ValueError
         The callback is NULL or unknown, or EPTP12/nCR3 is not set.
     """
+    if callback is not None and not isinstance(callback, str):
+        raise TypeError(f"callback must be a C function name or None, "
+                        f"got {type(callback).__name__}")
+    if not (hasattr(vcpu, "regs") and hasattr(vcpu, "nested_pgd")):
+        raise TypeError(f"vcpu must be the vCPU structure of a step, got {type(vcpu).__name__}")
     if callback == "get_guest_cr3":
         return vcpu.regs.cr3
     if callback in _NESTED_PGD:
@@ -186,7 +195,14 @@ class Layout:
         self._cause: Optional[str] = None
 
     def count(self, what: str) -> None:
-        """Add one to a counter, and to its CR0.WP twin during a WP-only write."""
+        """Add one to a counter, and to its CR0.WP twin during a WP-only write.
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``what`` is not one of :data:`refimpl.refactor.base.STAT_NAMES`.
+        """
+        check_choice("what", what, STAT_NAMES)
         self.stats[what] += 1
         if self._cause == "cr0_wp" and what + "_cr0_wp" in self.stats:
             self.stats[what + "_cr0_wp"] += 1

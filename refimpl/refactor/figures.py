@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from refimpl.errors import check_choice
 from refimpl.mmu_legacy import CONFIGURATIONS, run_configurations
 from refimpl.refactor import get_step
 from refimpl.viz.svg import Arrow, Box, Diagram
@@ -40,10 +41,10 @@ def configured_vcpu(step, config_key: str):
     ------
     ValueError
         Unknown step or configuration key.
+    TypeError
+        A step or key of the wrong type.
     """
-    if config_key not in CONFIGURATIONS:
-        raise ValueError(f"config_key must be one of {', '.join(CONFIGURATIONS)}, "
-                         f"got {config_key!r}")
+    check_choice("config_key", config_key, CONFIGURATIONS)
     s = get_step(step)
     made = {}
 
@@ -80,6 +81,11 @@ def step_diagram(step, config_key: str = "vmx_ept") -> Diagram:
         for the pointers); arrows ``(src, label, dst)`` with the label a key
         of the step's pointer table (``"mmu"``, ``"walk"``, ``"mmu->walk"``,
         ``"root_mmu.kind"``...).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`configured_vcpu`.
     """
     s = get_step(step)
     layout, v = configured_vcpu(s, config_key)

@@ -37,6 +37,8 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Iterable, Mapping, Optional, Sequence
 
+from refimpl.errors import check_choice, check_instance, check_items
+
 __all__ = [
     "Verdict",
     "Change",
@@ -488,6 +490,7 @@ def resolve_2026(path: str,
     """
     if not isinstance(path, str) or not path:
         raise ValueError(f"path must be a non-empty string, got {path!r}")
+    _check_structs("structs", structs)
     head, *rest = path.split(".")
     if head not in structs:
         raise ValueError(f"{path!r}: no struct {head!r} in the newest tree")
@@ -507,8 +510,41 @@ def resolve_2026(path: str,
     return tuple(visited)
 
 
+def _check_structs(name: str, structs: object) -> None:
+    # A mapping of names to iterables of member names.
+    check_instance(name, structs, Mapping)
+    for k, v in structs.items():
+        check_items(f"{name}[{k!r}]", v, str)
+
+
+def _check_homes(name: str, homes: object) -> None:
+    # A mapping of field names to iterables of 2026 paths.
+    check_instance(name, homes, Mapping)
+    for k, v in homes.items():
+        check_items(f"{name}[{k!r}]", v, str)
+
+
+def _check_elements(elements: object) -> tuple:
+    if isinstance(elements, (str, bytes)) or not hasattr(elements, "__iter__"):
+        raise TypeError(f"elements must be Element, got {type(elements).__name__}")
+    elements = tuple(elements)
+    for e in elements:
+        if not isinstance(e, Element):
+            raise TypeError(f"elements must be Element, got {e!r}")
+    return elements
+
+
 def structs_on_path(homes: Iterable[str]) -> frozenset[str]:
-    """Every struct that any of ``homes`` passes through."""
+    """Every struct that any of ``homes`` passes through.
+
+    Raises
+    ------
+    TypeError
+        ``homes`` is not an iterable of strings.
+    ValueError
+        A path does not resolve (:func:`resolve_2026`).
+    """
+    homes = check_items("homes", homes, str)
     out: set[str] = set()
     for h in homes:
         out.update(resolve_2026(h))
@@ -521,10 +557,18 @@ def field_verdict(sketch_struct: str, homes: Sequence[str]) -> Verdict:
     FOLLOWED if some 2026 home passes through a struct that realises
     ``sketch_struct`` (:data:`CORRESPONDS`), CHANGED otherwise, DROPPED if
     there is no home.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``sketch_struct`` not one of :data:`CORRESPONDS`, or ``homes`` not
+        an iterable of resolvable paths.
     """
-    if sketch_struct not in CORRESPONDS:
+    if isinstance(sketch_struct, str) and sketch_struct not in CORRESPONDS:
         raise ValueError(f"sketch_struct must be one of {sorted(CORRESPONDS)}, "
                          f"got {sketch_struct!r}")
+    check_choice("sketch_struct", sketch_struct, sorted(CORRESPONDS))
+    homes = check_items("homes", homes, str)
     if not homes:
         return Verdict.DROPPED
     return Verdict.FOLLOWED if CORRESPONDS[sketch_struct] & structs_on_path(homes) \
@@ -537,9 +581,27 @@ def field_rows(sketch_home: Optional[Mapping[str, tuple[str, str]]] = None,
     """Per classic field: (field, sketch home, 2026 homes, verdict).
 
     ``sketch_home`` defaults to :data:`refimpl.mmu_split.SKETCH_HOME`.
+
+    Raises
+    ------
+    TypeError
+        ``sketch_home`` is not a mapping of names to ``(struct, field)``
+        string pairs, or ``to_2026`` not a mapping of names to paths.
+    ValueError
+        A field of ``sketch_home`` has no entry in ``to_2026``, or an
+        entry does not resolve.
     """
     if sketch_home is None:
         from refimpl.mmu_split import SKETCH_HOME as sketch_home
+    check_instance("sketch_home", sketch_home, Mapping)
+    for k, v in sketch_home.items():
+        if not (isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, str) for x in v)):
+            raise TypeError(f"sketch_home[{k!r}] must be a (struct, field) pair of strings, "
+                            f"got {v!r}")
+    _check_homes("to_2026", to_2026)
+    missing = sorted(map(repr, set(sketch_home) - set(to_2026)))
+    if missing:
+        raise ValueError(f"to_2026 has no entry for {', '.join(missing)}")
     rows = []
     for name, (struct, sfield) in sketch_home.items():
         homes = to_2026[name]
@@ -590,7 +652,14 @@ def check_history(elements: Sequence[Element] = ELEMENTS,
     ------
     ValueError
         Listing every problem found.
+    TypeError
+        An argument of the wrong type (``elements`` not of
+        :class:`Element`, a mapping that is not one of names to paths).
     """
+    elements = _check_elements(elements)
+    _check_homes("to_2026", to_2026)
+    _check_homes("vcpu_to_2026", vcpu_to_2026)
+    check_instance("new_in_2026", new_in_2026, Mapping)
     from refimpl.ledger import LEDGER, POINTERS
     from refimpl.mmu_legacy import KvmMmu as LegacyKvmMmu
     from refimpl.mmu_split import SKETCH_STRUCTS
@@ -690,6 +759,7 @@ def _names(names: Iterable[str]) -> str:
 
 def comparison_markdown(elements: Sequence[Element] = ELEMENTS) -> str:
     """The side-by-side table: sketch, KVM, verdict, why, when."""
+    elements = _check_elements(elements)
     year = {c.key: str(c.year) for c in CHANGES}
     rows = ["| the 2021 sketch | what KVM has | verdict | why | when |",
             "|---|---|---|---|---|"]
@@ -725,6 +795,7 @@ def decisions_markdown() -> str:
 
 def verdict_counts(elements: Sequence[Element] = ELEMENTS) -> dict[Verdict, int]:
     """How many elements got each verdict."""
+    elements = _check_elements(elements)
     out = {v: 0 for v in Verdict}
     for e in elements:
         out[e.verdict] += 1

@@ -34,6 +34,7 @@ import dataclasses
 import inspect
 from typing import Iterable, Optional, Sequence
 
+from refimpl.errors import check_instance, check_items
 from refimpl.mmu_legacy import CONFIGURATIONS, Host, run_configurations
 from refimpl.refactor import STEPS, Layout, get_step
 from refimpl.refactor.workload import run, workloads
@@ -118,6 +119,9 @@ def members(step, host: Optional[Host] = None) -> dict[str, dict[str, str]]:
         ``{"vm": {member: type}, "vcpu": {member: type}}`` where type is the
         C struct name of an embedded member or ``"pointer"``.
     """
+    if host is not None:
+        check_instance("host", host, Host)
+    get_step(step)
     _, vm, vcpu = _instances(step, host or Host())
     out = {}
     for key, obj in (("vm", vm), ("vcpu", vcpu)):
@@ -204,6 +208,7 @@ def bytes_table(ns: Sequence[int] = VCPU_COUNTS, host: Optional[Host] = None) ->
     list of dict
         ``{"step", "number", "per_vm", "per_vcpu", "totals": {n: bytes}}``.
     """
+    ns = check_items("ns", ns, int)
     ns = list(ns)
     if not ns:
         raise ValueError("ns must not be empty")
@@ -226,6 +231,7 @@ def counters(step, n: int = 200, *, first_seed: int = 0) -> dict[str, float]:
         over ``n`` seeded workloads, plus ``"cr0_writes"`` (mean CR0 writes
         per workload, each a WP toggle) and ``"workloads"``.
     """
+    get_step(step)  # a bad step fails before any workload is generated
     wls = workloads(n, first_seed)
     total: dict[str, float] = {}
     for w in wls:
@@ -276,6 +282,8 @@ def needs_vcpu(step, functions: Optional[Iterable[str]] = None) -> list[str]:
         ``("make_spte", "tdp_mmu_map", "tdp_mmu_set_leaf", "sync_spte",
         "recover_huge_pages")``); default all.
     """
+    if functions is not None:
+        functions = check_items("functions", functions, str)
     params = function_parameters(step)
     wanted = None if functions is None else set(functions)
     return [f for f, p in params.items() if p == "vcpu" and (wanted is None or f in wanted)]
@@ -284,6 +292,7 @@ def needs_vcpu(step, functions: Optional[Iterable[str]] = None) -> list[str]:
 def vcpu_table(functions: Sequence[str] = ("make_spte", "tdp_mmu_map", "tdp_mmu_set_leaf",
                                            "sync_spte", "recover_huge_pages")) -> list[dict]:
     """Per step, the first parameter of each of ``functions`` (``None`` if absent)."""
+    functions = check_items("functions", functions, str)
     rows = []
     for s in STEPS:
         p = function_parameters(s)

@@ -31,6 +31,7 @@ every guest-visible outcome (:mod:`refimpl.refactor.workload`).
 
 from __future__ import annotations
 
+from refimpl.errors import check_range
 from refimpl.mmu_legacy import CR0_WP, tdp_shadow_zero_check
 from refimpl.refactor.step0_legacy import _with
 from refimpl.mmu_split import KvmMmu
@@ -50,6 +51,8 @@ class WalkLeftOnRootWalk(Walk12):
 
     def set_walk(self, vcpu, w) -> None:
         """Forgets ``walk = &walk12``; other assignments go through."""
+        self._vcpu(vcpu)
+        self._member(vcpu, "w", w)
         if w is not self.walk12(vcpu):
             vcpu.walk = w
 
@@ -62,6 +65,8 @@ class WpNoBitmapUpdate(Cr0WpNoReset):
 
     def set_cr0(self, vcpu, cr0: int) -> None:
         """Loads CR0; for a WP-only change with TDP, nothing else."""
+        self._vcpu(vcpu)
+        cr0 = check_range("cr0", cr0, 0, 1 << 64)
         if vcpu.regs.cr0 ^ cr0 == CR0_WP and vcpu.host.tdp_enabled:
             vcpu.regs = _with(vcpu.regs, "cr0", cr0)
             return

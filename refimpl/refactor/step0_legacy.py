@@ -40,17 +40,19 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Optional
 
+from refimpl.errors import check_bool, check_instance, check_range
 from refimpl.mmu_legacy import (
     CR0_ROLE_BITS, CR0_WP, INVALID_ROOT, EPTP12, NCR3,
-    Derived, GuestRegs, Host, RootInfo,
+    Derived, GuestRegs, Host, KvmMmu, KvmVcpuArch, RootInfo,
     _prev_roots, _walker, ept_shadow_zero_check, guest_paging_metadata,
     kvm_mmu_create, nested_entry, nested_exit, shadow_zero_check_x86, tdp_shadow_zero_check,
 )
+from refimpl.mmu_split import KvmPagingContext, _metadata as _context_metadata
 from refimpl.refactor.base import Layout, MmuView, Vm, WalkView, pgd_source
 from refimpl.roles import (
     PT64_ROOT_4LEVEL, PT64_ROOT_5LEVEL,
     CR4_PAE, CR4_PKE, CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_LME, EFER_NX,
-    CpuRole, calc_cpu_role, calc_shadow_ept_role, calc_shadow_npt_role,
+    CpuRole, PageRole, calc_cpu_role, calc_shadow_ept_role, calc_shadow_npt_role,
     calc_shadow_root_role, calc_tdp_root_role,
 )
 from refimpl.tdp_mmu import RecoveryStrategy
@@ -62,6 +64,9 @@ __all__ = ["Legacy", "SpteInputs", "CR4_ROLE_BITS", "EFER_ROLE_BITS"]
 CR4_ROLE_BITS = CR4_PSE | CR4_PAE | CR4_SMEP | CR4_SMAP | CR4_PKE
 #: EFER bits that are MMU role inputs (``KVM_MMU_EFER_ROLE_BITS``).
 EFER_ROLE_BITS = EFER_LME | EFER_NX
+
+_GFN_LIMIT = 1 << 40  # MAXPHYADDR is at most 52: frame numbers have 40 bits
+_U64 = 1 << 64
 
 
 @lru_cache(maxsize=4096)
@@ -86,6 +91,15 @@ def _with(regs: GuestRegs, name: str, value) -> GuestRegs:
     return replace(regs, **{name: value})
 
 
+def _paging_metadata(w, host: Host) -> None:
+    # guest_paging_metadata takes the walk half of a legacy kvm_mmu; from
+    # step 2 on that half is a kvm_paging_context, filled the same way.
+    if isinstance(w, KvmPagingContext):
+        _context_metadata(w, host)
+    else:
+        guest_paging_metadata(w, host)
+
+
 @dataclass(frozen=True)
 class SpteInputs:
     """What ``make_spte`` reads besides its arguments.
@@ -106,6 +120,22 @@ class SpteInputs:
 class Legacy(Layout):
     """Step 0: ``struct kvm_mmu`` as today, three per vCPU; CR0.WP resets.
 
+    Raises
+    ------
+    TypeError
+        From every method, before anything changes: a ``vcpu`` that is not
+        this step's vCPU structure (each step names its own, from
+        ``KvmVcpuArch`` of :mod:`refimpl.mmu_legacy` to that of
+        :mod:`refimpl.mmu_split`), a ``vm``/``kvm`` or ``m`` of another
+        step, a register that is not an int, a flag that is not a bool, a
+        role or register set of the wrong class.
+    ValueError
+        A register outside ``[0, 2**64)`` or that no CPU can hold, a
+        ``gfn``/``pfn`` outside ``[0, 2**40)``, a walk context ``w`` that is
+        not one of the vCPU's own structures, and transitions the vCPU's
+        state does not allow (a nested exit outside guest mode...). A
+        nested entry that fails leaves the vCPU in L1, as it was.
+
     KVM
     ---
     See the module docstring.
@@ -113,6 +143,29 @@ class Legacy(Layout):
 
     number = 0
     name = "legacy"
+
+    def _types(self) -> tuple[type, type, type]:
+        # This step's (VM, vCPU, kvm_mmu) structures: see _STRUCTURES.
+        cls = type(self)
+        if cls not in _TYPES:
+            found: dict = {}
+            for c in reversed(cls.__mro__):
+                found.update(_STRUCTURES.get(c, {}))
+            _TYPES[cls] = (found["vm"], found["vcpu"], found["mmu"])
+        return _TYPES[cls]
+
+    def _vcpu(self, vcpu):
+        # A vCPU of this step's struct kvm_vcpu_arch.
+        return check_instance("vcpu", vcpu, self._types()[1])
+
+    def _member(self, vcpu, name: str, obj):
+        # One of vcpu's own structures (or its VM's direct kind).
+        try:
+            vcpu.name_of(obj)
+        except ValueError:
+            raise ValueError(f"{name} must be a structure of this vCPU, "
+                             f"got {type(obj).__name__}") from None
+        return obj
 
     # -- structures ---------------------------------------------------------
 
@@ -124,6 +177,7 @@ class Legacy(Layout):
 
     def create_vcpu(self, vm):
         """``kvm_mmu_create``: three ``kvm_mmu``, ``mmu = walk_mmu = &root_mmu``."""
+        check_instance("vm", vm, self._types()[0])
         v = kvm_mmu_create(vm.host)
         vm.vcpus.append(v)
         return v
@@ -132,54 +186,68 @@ class Legacy(Layout):
 
     def walk_of(self, m):
         """The walk half of MMU ``m``: ``m`` itself."""
+        check_instance("m", m, self._types()[2])
         return m
 
     def kind_of(self, m):
         """The table half of MMU ``m``: ``m`` itself."""
+        check_instance("m", m, self._types()[2])
         return m
 
     def tdp12(self, vcpu):
         """The MMU that shadows L1's EPT/NPT: ``&guest_mmu``."""
+        self._vcpu(vcpu)
         return vcpu.guest_mmu
 
     def walk12(self, vcpu):
         """The context that walks L2's own tables: ``&nested_mmu``."""
+        self._vcpu(vcpu)
         return vcpu.nested_mmu
 
     def root_walk(self, vcpu):
         """The context that walks the tables of the guest on ``root_mmu``."""
+        self._vcpu(vcpu)
         return vcpu.root_mmu
 
     def get_walk(self, vcpu):
         """``vcpu->arch.walk_mmu``."""
+        self._vcpu(vcpu)
         return vcpu.walk_mmu
 
     def set_walk(self, vcpu, w) -> None:
         """``vcpu->arch.walk_mmu = w``."""
+        self._vcpu(vcpu)
+        self._member(vcpu, "w", w)
         vcpu.walk_mmu = w
 
     # -- initialisation -----------------------------------------------------
 
     def mmu_is_nested(self, vcpu) -> bool:
         """The walk pointer designates the L2 walk (``mmu_is_nested``)."""
+        self._vcpu(vcpu)
         return self.get_walk(vcpu) is self.walk12(vcpu)
 
     def cpu_role(self, vcpu) -> CpuRole:
         """``kvm_calc_cpu_role`` of the running guest's registers."""
+        self._vcpu(vcpu)
         r = vcpu.regs
         return _calc_cpu_role(r.cr0, r.cr4, r.efer, r.smm, vcpu.guest_mode)
 
     def init_walk(self, w, cpu_role: CpuRole, host: Host) -> None:
         """Walk callbacks and derived tables for the guest's own page tables."""
+        check_instance("w", w, (KvmMmu, KvmPagingContext))
+        check_instance("cpu_role", cpu_role, CpuRole)
+        check_instance("host", host, Host)
         w.cpu_role = cpu_role
         w.get_guest_pgd = "get_guest_cr3"
         w.get_pdptr = "kvm_pdptr_read"
         w.inject_page_fault = "kvm_inject_page_fault"
         w.gva_to_gpa = _walker(cpu_role) + "_gva_to_gpa"
-        guest_paging_metadata(w, host)
+        _paging_metadata(w, host)
 
     def kvm_init_mmu(self, vcpu) -> None:
         """Nested walk, else TDP, else shadow (``kvm_init_mmu``)."""
+        self._vcpu(vcpu)
         cpu_role = self.cpu_role(vcpu)
         if self.mmu_is_nested(vcpu):
             self.init_kvm_nested_mmu(vcpu, cpu_role)
@@ -190,6 +258,8 @@ class Legacy(Layout):
 
     def init_kvm_tdp_mmu(self, vcpu, cpu_role: CpuRole) -> None:
         """``root_mmu`` for TDP: its roots, its walk half, its table half."""
+        self._vcpu(vcpu)
+        check_instance("cpu_role", cpu_role, CpuRole)
         m, host = vcpu.root_mmu, vcpu.host
         w, k = self.walk_of(m), self.kind_of(m)
         root_role = _calc_tdp_root_role(cpu_role, host.tdp_level, host.ad_enabled)
@@ -203,6 +273,10 @@ class Legacy(Layout):
 
     def shadow_mmu_init_context(self, vcpu, m, cpu_role: CpuRole, root_role) -> None:
         """A shadow MMU for ``cpu_role`` (``shadow_mmu_init_context``)."""
+        self._vcpu(vcpu)
+        self._member(vcpu, "m", check_instance("m", m, self._types()[2]))
+        check_instance("cpu_role", cpu_role, CpuRole)
+        check_instance("root_role", root_role, PageRole)
         w, k = self.walk_of(m), self.kind_of(m)
         if w.cpu_role == cpu_role and m.root_role == root_role:
             return
@@ -211,11 +285,13 @@ class Legacy(Layout):
         m.page_fault = wk + "_page_fault"
         w.gva_to_gpa = wk + "_gva_to_gpa"
         k.sync_spte = None if wk == "nonpaging" else wk + "_sync_spte"
-        guest_paging_metadata(w, vcpu.host)
+        _paging_metadata(w, vcpu.host)
         k.shadow_zero_check = shadow_zero_check_x86(vcpu.host, root_role)
 
     def init_kvm_softmmu(self, vcpu, cpu_role: CpuRole) -> None:
         """``root_mmu`` shadowing the guest's tables (``init_kvm_softmmu``)."""
+        self._vcpu(vcpu)
+        check_instance("cpu_role", cpu_role, CpuRole)
         m = vcpu.root_mmu
         self.shadow_mmu_init_context(vcpu, m, cpu_role, calc_shadow_root_role(cpu_role))
         w = self.walk_of(m)
@@ -224,6 +300,8 @@ class Legacy(Layout):
 
     def init_kvm_nested_mmu(self, vcpu, cpu_role: CpuRole) -> None:
         """The L2 walk context (``init_kvm_nested_mmu``); it has no roots."""
+        self._vcpu(vcpu)
+        check_instance("cpu_role", cpu_role, CpuRole)
         w = self.walk12(vcpu)
         if w.cpu_role == cpu_role:
             return
@@ -232,6 +310,10 @@ class Legacy(Layout):
     def kvm_init_shadow_ept_mmu(self, vcpu, execonly: bool, accessed_dirty: bool,
                                 eptp: int) -> None:
         """The MMU shadowing EPT12 (``kvm_init_shadow_ept_mmu``)."""
+        self._vcpu(vcpu)
+        execonly = check_bool("execonly", execonly)
+        accessed_dirty = check_bool("accessed_dirty", accessed_dirty)
+        eptp = check_range("eptp", eptp, 0, _U64)
         m = self.tdp12(vcpu)
         w, k = self.walk_of(m), self.kind_of(m)
         role = calc_shadow_ept_role(((eptp >> 3) & 7) + 1, accessed_dirty, execonly,
@@ -252,6 +334,10 @@ class Legacy(Layout):
 
     def kvm_init_shadow_npt_mmu(self, vcpu, cr4: int, efer: int, ncr3: int) -> None:
         """The MMU shadowing NPT12 (``kvm_init_shadow_npt_mmu``)."""
+        self._vcpu(vcpu)
+        cr4 = check_range("cr4", cr4, 0, _U64)
+        efer = check_range("efer", efer, 0, _U64)
+        ncr3 = check_range("ncr3", ncr3, 0, _U64)
         cpu_role, root_role = calc_shadow_npt_role(cr4, efer, vcpu.host.tdp_level,
                                                    smm=vcpu.regs.smm)
         self.shadow_mmu_init_context(vcpu, self.tdp12(vcpu), cpu_role, root_role)
@@ -268,6 +354,9 @@ class Legacy(Layout):
 
     def nested_ept_init_mmu_context(self, vcpu, eptp: int, execonly: bool = True) -> None:
         """``mmu`` to the EPT12 shadow, the walk pointer to the L2 walk."""
+        self._vcpu(vcpu)
+        eptp = check_range("eptp", eptp, 0, _U64)
+        execonly = check_bool("execonly", execonly)
         self._check_nested_init(vcpu, "vmx", "nested_ept_init_mmu_context")
         if isinstance(eptp, bool) or not isinstance(eptp, int) or ((eptp >> 3) & 7) not in (3, 4):
             raise ValueError(f"eptp {eptp!r}: bits 5:3 must be 3 (4-level) or 4 (5-level)")
@@ -283,6 +372,8 @@ class Legacy(Layout):
 
     def nested_svm_init_mmu_context(self, vcpu, ncr3: int) -> None:
         """``mmu`` to the NPT12 shadow, the walk pointer to the L2 walk."""
+        self._vcpu(vcpu)
+        ncr3 = check_range("ncr3", ncr3, 0, _U64)
         self._check_nested_init(vcpu, "svm", "nested_svm_init_mmu_context")
         if isinstance(ncr3, bool) or not isinstance(ncr3, int) or ncr3 < 0:
             raise ValueError(f"ncr3 must be a non-negative int, got {ncr3!r}")
@@ -298,6 +389,7 @@ class Legacy(Layout):
 
     def nested_tdp_uninit_mmu_context(self, vcpu) -> None:
         """``mmu = &root_mmu`` and the walk pointer back to the root walk."""
+        self._vcpu(vcpu)
         vcpu.mmu = vcpu.root_mmu
         self.set_walk(vcpu, self.root_walk(vcpu))
         vcpu.nested_pgd = None
@@ -306,6 +398,7 @@ class Legacy(Layout):
 
     def kvm_mmu_load(self, vcpu) -> None:
         """Give ``vcpu->arch.mmu`` a root (symbolic, as in ``mmu_legacy``)."""
+        self._vcpu(vcpu)
         m = vcpu.mmu
         w = self.walk_of(m)
         role = m.root_role
@@ -324,12 +417,14 @@ class Legacy(Layout):
 
     def kvm_mmu_unload(self, vcpu) -> None:
         """Free the roots of both root-holding MMUs (``kvm_mmu_unload``)."""
+        self._vcpu(vcpu)
         for m in (vcpu.root_mmu, self.tdp12(vcpu)):
             m.root = INVALID_ROOT
             m.prev_roots = _prev_roots()
 
     def kvm_mmu_reset_context(self, vcpu) -> None:
         """Unload every root and re-initialise (``kvm_mmu_reset_context``)."""
+        self._vcpu(vcpu)
         self.count("resets")
         self.kvm_mmu_unload(vcpu)
         self.kvm_init_mmu(vcpu)
@@ -338,6 +433,7 @@ class Legacy(Layout):
 
     def set_regs(self, vcpu, regs: GuestRegs) -> None:
         """A mode switch: new CR0/CR3/CR4/EFER/SMM, reset, load a root."""
+        self._vcpu(vcpu)
         if not isinstance(regs, GuestRegs):
             raise TypeError(f"regs must be GuestRegs, got {regs!r}")
         vcpu.regs = regs
@@ -346,6 +442,8 @@ class Legacy(Layout):
 
     def set_cr0(self, vcpu, cr0: int) -> None:
         """A CR0 write, 2021 rule: any change of PG or WP resets the MMU."""
+        self._vcpu(vcpu)
+        cr0 = check_range("cr0", cr0, 0, _U64)
         old = vcpu.regs.cr0
         vcpu.regs = _with(vcpu.regs, "cr0", cr0)  # validates
         changed = old ^ cr0
@@ -360,6 +458,8 @@ class Legacy(Layout):
     def set_cr3(self, vcpu, cr3: int) -> None:
         """A CR3 write: a new shadow root if ``mmu`` shadows this CR3
         (``kvm_mmu_new_pgd``); TDP roots do not depend on CR3."""
+        self._vcpu(vcpu)
+        cr3 = check_range("cr3", cr3, 0, _U64)
         vcpu.regs = _with(vcpu.regs, "cr3", cr3)
         if self.walk_of(vcpu.mmu).get_guest_pgd == "get_guest_cr3" and \
                 not vcpu.mmu.root_role.direct:
@@ -367,6 +467,8 @@ class Legacy(Layout):
 
     def set_cr4(self, vcpu, cr4: int) -> None:
         """A CR4 write: a change of a role bit resets (``kvm_post_set_cr4``)."""
+        self._vcpu(vcpu)
+        cr4 = check_range("cr4", cr4, 0, _U64)
         old = vcpu.regs.cr4
         vcpu.regs = _with(vcpu.regs, "cr4", cr4)
         if (old ^ cr4) & CR4_ROLE_BITS:
@@ -375,6 +477,8 @@ class Legacy(Layout):
 
     def set_efer(self, vcpu, efer: int) -> None:
         """An EFER write: a change of LME or NX resets (``set_efer``)."""
+        self._vcpu(vcpu)
+        efer = check_range("efer", efer, 0, _U64)
         old = vcpu.regs.efer
         vcpu.regs = _with(vcpu.regs, "efer", efer)
         if (old ^ efer) & EFER_ROLE_BITS:
@@ -383,6 +487,8 @@ class Legacy(Layout):
 
     def set_smm(self, vcpu, smm: bool) -> None:
         """Enter or leave SMM: the role changes, reset (``kvm_smm_changed``)."""
+        self._vcpu(vcpu)
+        smm = check_bool("smm", smm)
         if vcpu.guest_mode:
             raise ValueError("set_smm: SMM transitions of L2 are not modelled")
         vcpu.regs = _with(vcpu.regs, "smm", bool(smm))
@@ -399,23 +505,34 @@ class Legacy(Layout):
     def vmx_vmentry(self, vcpu, l2_regs: GuestRegs, *, ept: bool, eptp: int = EPTP12,
                     execonly: bool = True) -> None:
         """VMLAUNCH/VMRESUME (``nested_vmx_enter_non_root_mode``)."""
+        self._vcpu(vcpu)
+        check_instance("l2_regs", l2_regs, GuestRegs)
+        ept = check_bool("ept", ept)
+        eptp = check_range("eptp", eptp, 0, _U64)
+        execonly = check_bool("execonly", execonly)
         init = (lambda: self.nested_ept_init_mmu_context(vcpu, eptp, execonly)) if ept else None
         nested_entry(vcpu, l2_regs, vendor="vmx", name="vmx_vmentry", init=init,
                      finish=self._finish)
 
     def vmx_vmexit(self, vcpu) -> None:
         """Nested VM-exit (``nested_vmx_vmexit``)."""
+        self._vcpu(vcpu)
         nested_exit(vcpu, vendor="vmx", name="vmx_vmexit",
                     uninit=self.nested_tdp_uninit_mmu_context, finish=self._finish)
 
     def svm_vmrun(self, vcpu, l2_regs: GuestRegs, *, npt: bool, ncr3: int = NCR3) -> None:
         """VMRUN (``enter_svm_guest_mode``)."""
+        self._vcpu(vcpu)
+        check_instance("l2_regs", l2_regs, GuestRegs)
+        npt = check_bool("npt", npt)
+        ncr3 = check_range("ncr3", ncr3, 0, _U64)
         init = (lambda: self.nested_svm_init_mmu_context(vcpu, ncr3)) if npt else None
         nested_entry(vcpu, l2_regs, vendor="svm", name="svm_vmrun", init=init,
                      finish=self._finish)
 
     def svm_vmexit(self, vcpu) -> None:
         """#VMEXIT (``nested_svm_vmexit``)."""
+        self._vcpu(vcpu)
         nested_exit(vcpu, vendor="svm", name="svm_vmexit",
                     uninit=self.nested_tdp_uninit_mmu_context, finish=self._finish)
 
@@ -423,55 +540,75 @@ class Legacy(Layout):
 
     def kvm_translate_gpa(self, vcpu, w):
         """The context that turns GPAs of walk ``w`` into L1 GPAs, or None."""
+        self._vcpu(vcpu)
+        self._member(vcpu, "w", w)
         if w is not self.walk12(vcpu):
             return None
         return self.walk_of(vcpu.mmu)
 
     def emulated_fault_target(self, vcpu, nested_page_fault: bool):
         """Whose ``inject_page_fault`` delivers an emulated fault."""
+        self._vcpu(vcpu)
+        nested_page_fault = check_bool("nested_page_fault", nested_page_fault)
         return self.walk_of(vcpu.mmu) if nested_page_fault else self.get_walk(vcpu)
 
     # -- operations on KVM's own tables (for the vCPU measure) -------------
 
     def make_spte(self, vcpu, gfn: int, pfn: int) -> SpteInputs:
         """What ``make_spte`` reads: ``vcpu->arch.mmu``'s zero-bit check."""
+        self._vcpu(vcpu)
+        check_range("gfn", gfn, 0, _GFN_LIMIT)
+        check_range("pfn", pfn, 0, _GFN_LIMIT)
         return SpteInputs("vcpu->arch.mmu", self.kind_of(vcpu.mmu).shadow_zero_check)
 
     def sync_spte(self, vcpu) -> Optional[str]:
         """The unsync callback of the fault MMU (``mmu->sync_spte``)."""
+        self._vcpu(vcpu)
         return self.kind_of(vcpu.mmu).sync_spte
 
     def tdp_mmu_map(self, vcpu, gfn: int) -> SpteInputs:
         """``kvm_tdp_mmu_map``: install SPTEs on the vCPU's root."""
+        self._vcpu(vcpu)
+        check_range("gfn", gfn, 0, _GFN_LIMIT)
         return self.make_spte(vcpu, gfn, 0)
 
     def recover_huge_pages(self, vm) -> RecoveryStrategy:
         """After dirty logging: zap and refault, as ``make_spte`` needs a vCPU
-        (``kvm_mmu_zap_collapsible_sptes``)."""
+        (``kvm_mmu_zap_collapsible_sptes``). ``vm`` may be None: the answer
+        depends on the step only."""
+        if vm is not None:
+            check_instance("vm", vm, self._types()[0])
         return RecoveryStrategy.ZAP_BATCHED
 
     # -- the views the driver reads -----------------------------------------
 
     def view(self, vcpu, w) -> WalkView:
         """A :class:`~refimpl.refactor.base.WalkView` of context ``w``."""
+        self._vcpu(vcpu)
+        self._member(vcpu, "w", w)
         return WalkView(w.cpu_role, pgd_source(vcpu, w.get_guest_pgd), w.gva_to_gpa,
                         w.inject_page_fault, w.permissions)
 
     def emulation_walk(self, vcpu) -> WalkView:
         """The context the walk pointer designates."""
+        self._vcpu(vcpu)
         return self.view(vcpu, self.get_walk(vcpu))
 
     def nested_gpa_walk(self, vcpu) -> Optional[WalkView]:
         """The context that translates the emulation walk's GPAs, or None."""
+        self._vcpu(vcpu)
         w = self.kvm_translate_gpa(vcpu, self.get_walk(vcpu))
         return None if w is None else self.view(vcpu, w)
 
     def fault_inject(self, vcpu, nested_page_fault: bool) -> Optional[str]:
         """The ``inject_page_fault`` callback of :meth:`Legacy.emulated_fault_target`."""
+        self._vcpu(vcpu)
+        nested_page_fault = check_bool("nested_page_fault", nested_page_fault)
         return self.emulated_fault_target(vcpu, nested_page_fault).inject_page_fault
 
     def fault_mmu(self, vcpu) -> MmuView:
         """The MMU ``vcpu->arch.mmu`` designates."""
+        self._vcpu(vcpu)
         m = vcpu.mmu
         k = self.kind_of(m)
         # Before the kind exists, "TDP tables" is told by the fault handler
@@ -482,4 +619,13 @@ class Legacy(Layout):
 
     def pointer_table(self, vcpu) -> dict:
         """Where ``mmu`` and ``walk_mmu`` point (as :func:`refimpl.mmu_legacy.pointer_table`)."""
+        self._vcpu(vcpu)
         return {"mmu": vcpu.name_of(vcpu.mmu), "walk_mmu": vcpu.name_of(vcpu.walk_mmu)}
+
+
+#: The structures of each step, for the argument checks: step class ->
+#: ``{"vm": ..., "vcpu": ..., "mmu": ...}`` classes. A step that replaces one
+#: of them registers it here; the others are its nearest ancestor's.
+_STRUCTURES: dict[type, dict[str, type]] = {Legacy: {"vm": Vm, "vcpu": KvmVcpuArch,
+                                                     "mmu": KvmMmu}}
+_TYPES: dict[type, tuple[type, type, type]] = {}

@@ -22,9 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from refimpl.errors import check_instance
 from refimpl.mmu_legacy import GuestRegs, Host, KvmMmu
 from refimpl.mmu_split import KvmPagingContext
-from refimpl.refactor.step0_legacy import Legacy
+from refimpl.refactor.step0_legacy import _STRUCTURES, Legacy
 from refimpl.roles import PT32E_ROOT_LEVEL
 
 __all__ = ["KvmVcpuArch", "Walk12"]
@@ -75,6 +76,7 @@ class Walk12(Legacy):
 
     def create_vcpu(self, vm):
         """As step 0, with ``walk = &root_mmu``; ``walk12`` needs no roots."""
+        check_instance("vm", vm, self._types()[0])
         host = vm.host
         v = KvmVcpuArch(host)
         v.mmu = v.root_mmu
@@ -87,16 +89,24 @@ class Walk12(Legacy):
 
     def walk12(self, vcpu):
         """``&vcpu->arch.walk12``."""
+        self._vcpu(vcpu)
         return vcpu.walk12
 
     def get_walk(self, vcpu):
         """``vcpu->arch.walk``."""
+        self._vcpu(vcpu)
         return vcpu.walk
 
     def set_walk(self, vcpu, w) -> None:
         """``vcpu->arch.walk = w``."""
+        self._vcpu(vcpu)
+        self._member(vcpu, "w", w)
         vcpu.walk = w
 
     def pointer_table(self, vcpu) -> dict:
         """Where ``mmu`` and ``walk`` point."""
+        self._vcpu(vcpu)
         return {"mmu": vcpu.name_of(vcpu.mmu), "walk": vcpu.name_of(vcpu.walk)}
+
+
+_STRUCTURES[Walk12] = {"vcpu": KvmVcpuArch}  # for the argument checks

@@ -23,8 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from refimpl.errors import check_instance
 from refimpl.mmu_legacy import INVALID_ROOT, Derived, GuestRegs, Host, RootInfo, _prev_roots
 from refimpl.mmu_split import KvmPagingContext
+from refimpl.refactor.step0_legacy import _STRUCTURES
 from refimpl.refactor.step1_walk12 import Walk12
 from refimpl.roles import PT32E_ROOT_LEVEL, PageRole
 
@@ -92,6 +94,7 @@ class PagingContext(Walk12):
 
     def create_vcpu(self, vm):
         """Each ``kvm_mmu`` points to its paging context."""
+        check_instance("vm", vm, self._types()[0])
         host = vm.host
         v = KvmVcpuArch(host)
         v.root_mmu.walk, v.tdp12_mmu.walk = v.root_walk, v.walk01
@@ -104,17 +107,24 @@ class PagingContext(Walk12):
 
     def walk_of(self, m):
         """``m->walk``."""
+        check_instance("m", m, self._types()[2])
         return m.walk
 
     def tdp12(self, vcpu):
         """``&vcpu->arch.tdp12_mmu``."""
+        self._vcpu(vcpu)
         return vcpu.tdp12_mmu
 
     def root_walk(self, vcpu):
         """``&vcpu->arch.root_walk``."""
+        self._vcpu(vcpu)
         return vcpu.root_walk
 
     def pointer_table(self, vcpu) -> dict:
         """Where ``mmu``, ``walk`` and ``mmu->walk`` point."""
+        self._vcpu(vcpu)
         return {"mmu": vcpu.name_of(vcpu.mmu), "walk": vcpu.name_of(vcpu.walk),
                 "mmu->walk": vcpu.name_of(vcpu.mmu.walk)}
+
+
+_STRUCTURES[PagingContext] = {"vcpu": KvmVcpuArch, "mmu": KvmMmu}  # for the argument checks

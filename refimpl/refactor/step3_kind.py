@@ -23,8 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from refimpl.errors import check_instance
 from refimpl.mmu_legacy import GuestRegs, Host
 from refimpl.mmu_split import KvmMmu, KvmMmuKind, KvmPagingContext
+from refimpl.refactor.step0_legacy import _STRUCTURES
 from refimpl.refactor.step2_paging_context import PagingContext
 from refimpl.roles import PT32E_ROOT_LEVEL
 
@@ -67,6 +69,7 @@ class Kind(PagingContext):
 
     def create_vcpu(self, vm):
         """``root_mmu.kind`` is the direct kind with TDP, else the shadow kind."""
+        check_instance("vm", vm, self._types()[0])
         host = vm.host
         v = KvmVcpuArch(host)
         v.root_mmu.kind = v.direct_mmu if host.tdp_enabled else v.shadow_mmu
@@ -81,10 +84,15 @@ class Kind(PagingContext):
 
     def kind_of(self, m):
         """``m->kind``."""
+        check_instance("m", m, self._types()[2])
         return m.kind
 
     def pointer_table(self, vcpu) -> dict:
         """As step 2, plus where each ``kvm_mmu``'s kind pointer goes."""
+        self._vcpu(vcpu)
         return {**super().pointer_table(vcpu),
                 "root_mmu.kind": vcpu.name_of(vcpu.root_mmu.kind),
                 "tdp12_mmu.kind": vcpu.name_of(vcpu.tdp12_mmu.kind)}
+
+
+_STRUCTURES[Kind] = {"vcpu": KvmVcpuArch, "mmu": KvmMmu}  # for the argument checks

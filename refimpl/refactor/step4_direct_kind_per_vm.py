@@ -25,8 +25,10 @@ KVM's TDP MMU already keeps its roots per VM (``kvm->arch.tdp_mmu_roots``,
 
 from __future__ import annotations
 
+from refimpl.errors import check_instance
 from refimpl.mmu_legacy import Host
 from refimpl.mmu_split import KvmArch, KvmMmuKind, KvmVcpuArch
+from refimpl.refactor.step0_legacy import _STRUCTURES
 from refimpl.refactor.step3_kind import Kind
 from refimpl.roles import PT32E_ROOT_LEVEL
 
@@ -51,6 +53,7 @@ class DirectKindPerVm(Kind):
 
     def create_vcpu(self, kvm):
         """``root_mmu.kind = &kvm->arch.direct_mmu`` with TDP."""
+        check_instance("kvm", kvm, KvmArch)
         host = kvm.host
         v = KvmVcpuArch(kvm)
         v.root_mmu.kind = kvm.direct_mmu if host.tdp_enabled else v.shadow_mmu
@@ -62,3 +65,6 @@ class DirectKindPerVm(Kind):
         v.tdp12_mmu.pae_root = needs_pae and host.tdp_enabled
         kvm.vcpus.append(v)
         return v
+
+
+_STRUCTURES[DirectKindPerVm] = {"vm": KvmArch, "vcpu": KvmVcpuArch}  # for the argument checks

@@ -16,7 +16,9 @@ KVM
 
 from __future__ import annotations
 
-from refimpl.refactor.step0_legacy import SpteInputs
+from refimpl.errors import check_instance, check_range
+from refimpl.mmu_split import KvmMmuKind
+from refimpl.refactor.step0_legacy import _GFN_LIMIT, SpteInputs
 from refimpl.refactor.step4_direct_kind_per_vm import DirectKindPerVm
 
 __all__ = ["SpteTakesKind"]
@@ -30,8 +32,13 @@ class SpteTakesKind(DirectKindPerVm):
 
     def make_spte(self, kind, gfn: int, pfn: int) -> SpteInputs:
         """What ``make_spte`` reads: the kind's zero-bit check."""
+        check_instance("kind", kind, KvmMmuKind)
+        check_range("gfn", gfn, 0, _GFN_LIMIT)
+        check_range("pfn", pfn, 0, _GFN_LIMIT)
         return SpteInputs("kind", kind.shadow_zero_check)
 
     def tdp_mmu_map(self, vcpu, gfn: int) -> SpteInputs:
         """``kvm_tdp_mmu_map``: SPTEs made from the MMU's kind."""
+        self._vcpu(vcpu)
+        check_range("gfn", gfn, 0, _GFN_LIMIT)
         return self.make_spte(self.kind_of(vcpu.mmu), gfn, 0)

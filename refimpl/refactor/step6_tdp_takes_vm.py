@@ -20,7 +20,9 @@ landed in v6.13 (``kvm_tdp_mmu_recover_huge_pages``).
 from __future__ import annotations
 
 from refimpl.mmu_legacy import RootInfo
-from refimpl.refactor.step0_legacy import SpteInputs
+from refimpl.errors import check_instance, check_range
+from refimpl.mmu_split import KvmArch
+from refimpl.refactor.step0_legacy import _GFN_LIMIT, SpteInputs
 from refimpl.refactor.step5_spte_takes_kind import SpteTakesKind
 from refimpl.tdp_mmu import RecoveryStrategy
 
@@ -35,14 +37,23 @@ class TdpTakesVm(SpteTakesKind):
 
     def tdp_mmu_set_leaf(self, kvm, root: RootInfo, gfn: int) -> SpteInputs:
         """Install a leaf SPTE on ``root`` from the VM's direct kind."""
+        check_instance("kvm", kvm, KvmArch)
+        check_instance("root", root, RootInfo)
+        check_range("gfn", gfn, 0, _GFN_LIMIT)
+        if kvm.direct_mmu is None:
+            raise ValueError("kvm has no direct kind: TDP is off on its host")
         return self.make_spte(kvm.direct_mmu, gfn, 0)
 
     def tdp_mmu_map(self, vcpu, gfn: int) -> SpteInputs:
         """``kvm_tdp_mmu_map``: the vCPU gives the root, the VM the rest."""
+        self._vcpu(vcpu)
+        check_range("gfn", gfn, 0, _GFN_LIMIT)
         if not self.kind_of(vcpu.mmu).direct:
             return self.make_spte(self.kind_of(vcpu.mmu), gfn, 0)
         return self.tdp_mmu_set_leaf(vcpu.kvm, vcpu.mmu.root, gfn)
 
     def recover_huge_pages(self, vm) -> RecoveryStrategy:
         """Huge SPTEs rebuilt in place with ``make_spte(&kvm->arch.direct_mmu)``."""
+        if vm is not None:
+            check_instance("vm", vm, self._types()[0])
         return RecoveryStrategy.IN_PLACE

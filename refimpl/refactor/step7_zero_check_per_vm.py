@@ -18,6 +18,7 @@ from ``init_kvm_tdp_mmu`` per vCPU in 2021).
 
 from __future__ import annotations
 
+from refimpl.errors import check_instance
 from refimpl.mmu_legacy import Host
 from refimpl.mmu_split import KvmArch, kvm_arch_init_vm
 from refimpl.refactor.step0_legacy import _calc_tdp_root_role
@@ -41,6 +42,8 @@ class ZeroCheckPerVm(TdpTakesVm):
 
     def init_kvm_tdp_mmu(self, vcpu, cpu_role: CpuRole) -> None:
         """``root_mmu`` for TDP: its roots and its walk; the kind is the VM's."""
+        self._vcpu(vcpu)
+        check_instance("cpu_role", cpu_role, CpuRole)
         m, host = vcpu.root_mmu, vcpu.host
         w = self.walk_of(m)
         root_role = _calc_tdp_root_role(cpu_role, host.tdp_level, host.ad_enabled)

@@ -20,6 +20,7 @@ KVM
 
 from __future__ import annotations
 
+from refimpl.errors import check_range
 from refimpl.mmu_legacy import CR0_PG, CR0_WP
 from refimpl.refactor.step0_legacy import _with
 from refimpl.refactor.step7_zero_check_per_vm import ZeroCheckPerVm
@@ -36,6 +37,8 @@ class Cr0WpNoReset(ZeroCheckPerVm):
     def set_cr0(self, vcpu, cr0: int) -> None:
         """The 2023 rule: WP alone with paging off changes nothing, with TDP
         only re-inits; any other CR0 change as before."""
+        self._vcpu(vcpu)
+        cr0 = check_range("cr0", cr0, 0, 1 << 64)
         old = vcpu.regs.cr0
         if old ^ cr0 == CR0_WP and (vcpu.host.tdp_enabled or not cr0 & CR0_PG):
             vcpu.regs = _with(vcpu.regs, "cr0", cr0)  # validates

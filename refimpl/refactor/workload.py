@@ -79,6 +79,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from refimpl.cpu import CpuState, PagingMode
+from refimpl.errors import check_bool, check_choice, check_instance, check_int
 from refimpl.memory import GuestMemory
 from refimpl.mmu_legacy import CR0_PG, CR0_WP, GuestRegs, Host
 from refimpl.nested import nested_translate
@@ -339,8 +340,7 @@ def _mode_of(regs: GuestRegs) -> str:
 
 
 def _check_count(name: str, value: object, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
+    value = check_int(name, value)
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
     return value
@@ -374,8 +374,8 @@ def generate(seed: int, *, n_vcpus: Optional[int] = None, n_events: Optional[int
     n_events = rng.randint(20, 40) if n_events is None else _check_count("n_events", n_events, 1, 2000)
     if vendor is None:
         vendor = rng.choice(("vmx", "svm"))
-    elif vendor not in ("vmx", "svm"):
-        raise ValueError(f"vendor must be 'vmx' or 'svm', got {vendor!r}")
+    else:
+        check_choice("vendor", vendor, ("vmx", "svm"))
     if tdp is None:
         tdp = rng.random() < 0.8
     elif not isinstance(tdp, bool):
@@ -505,10 +505,17 @@ def cpu_state_from_role(role: CpuRole, pgd: int, *, maxphyaddr: int = 46,
     Raises
     ------
     TypeError
-        ``role`` is not a :class:`refimpl.roles.CpuRole`.
+        ``role`` is not a :class:`refimpl.roles.CpuRole`, or ``pgd``,
+        ``maxphyaddr`` or ``gbpages`` of the wrong type.
+    ValueError
+        ``pgd`` or ``maxphyaddr`` out of range (as :class:`refimpl.cpu.CpuState`
+        checks them).
     """
     if not isinstance(role, CpuRole):
         raise TypeError(f"role must be a CpuRole, got {role!r}")
+    pgd = check_int("pgd", pgd)
+    maxphyaddr = check_int("maxphyaddr", maxphyaddr)
+    gbpages = check_bool("gbpages", gbpages)
     return _cpu_state(role, pgd, maxphyaddr, gbpages)
 
 
@@ -771,7 +778,22 @@ class Mismatch:
 
 def first_difference(workload: Workload, expected: Sequence[tuple],
                      got: Sequence[tuple]) -> Optional[Mismatch]:
-    """The first index where two outcome lists differ, or None."""
+    """The first index where two outcome lists differ, or None.
+
+    Raises
+    ------
+    TypeError
+        ``workload`` is not a :class:`Workload`, or ``expected``/``got``
+        not a list or tuple of outcomes.
+    ValueError
+        ``expected`` or ``got`` has more outcomes than the workload has events.
+    """
+    check_instance("workload", workload, Workload)
+    for name, outcomes in (("expected", expected), ("got", got)):
+        check_instance(name, outcomes, (list, tuple))
+        if len(outcomes) > len(workload.events):
+            raise ValueError(f"{name} has {len(outcomes)} outcomes, more than the "
+                             f"workload's {len(workload.events)} events")
     n = max(len(expected), len(got))
     for k in range(n):
         a = expected[k] if k < len(expected) else None
@@ -851,9 +873,16 @@ def differential(step, n: Optional[int] = None, *, first_seed: int = 0,
     Returns
     -------
     DifferentialReport
+
+    Raises
+    ------
+    TypeError, ValueError
+        Unknown step or reference, ``n``, ``first_seed`` or
+        ``max_mismatches`` of the wrong type or out of range.
     """
     from refimpl.refactor import get_step
     n = default_count() if n is None else _check_count("n", n, 1, 1_000_000)
+    first_seed = _check_count("first_seed", first_seed, 0, 2**62)
     max_mismatches = _check_count("max_mismatches", max_mismatches, 1, 1_000_000)
     s = get_step(step)
     ref = get_step(reference)
