@@ -51,7 +51,7 @@ from typing import Optional
 from refimpl.mmu_legacy import (
     INVALID_ROOT,
     Derived, GuestRegs, Host, RootInfo, _prev_roots, _walker,
-    ept_shadow_zero_check, nested_entry, nested_exit, run_configurations, shadow_zero_check_x86, tdp_shadow_zero_check,
+    ept_shadow_zero_check, guest_paging_metadata, nested_entry, nested_exit, run_configurations, shadow_zero_check_x86, tdp_shadow_zero_check,
 )
 from refimpl.mmu_legacy import KvmMmu as LegacyKvmMmu
 from refimpl.mmu_legacy import KvmVcpuArch as LegacyKvmVcpuArch
@@ -383,29 +383,13 @@ def mmu_is_nested(vcpu: KvmVcpuArch) -> bool:
     return vcpu.walk is vcpu.walk12
 
 
-def _metadata(w: KvmPagingContext, host: Host) -> None:
-    # Same derived tables as refimpl.mmu_legacy.guest_paging_metadata.
-    r = w.cpu_role
-    if not r.paging:
-        return
-    w.guest_rsvd_check = Derived("reset_guest_rsvds_bits_mask", (
-        ("maxphyaddr", host.guest_maxphyaddr), ("level", r.base.level),
-        ("nx", r.base.efer_nx), ("gbpages", host.gbpages), ("pse", r.ext.cr4_pse),
-        ("amd", host.vendor == "svm")))
-    w.permissions = Derived("update_permission_bitmask", (
-        ("ept", False), ("cr0_wp", r.base.cr0_wp), ("cr4_smep", r.ext.cr4_smep),
-        ("cr4_smap", r.ext.cr4_smap), ("efer_nx", r.base.efer_nx)))
-    w.pkru_mask = (Derived("update_pkru_bitmask", (("cr0_wp", r.base.cr0_wp),))
-                   if r.ext.cr4_pke else 0)
-
-
 def _init_walk(w: KvmPagingContext, cpu_role: CpuRole, host: Host) -> None:
     w.cpu_role = cpu_role
     w.get_guest_pgd = "get_guest_cr3"
     w.get_pdptr = "kvm_pdptr_read"
     w.inject_page_fault = "kvm_inject_page_fault"
     w.gva_to_gpa = _walker(cpu_role) + "_gva_to_gpa"
-    _metadata(w, host)
+    guest_paging_metadata(w, host)
 
 
 def _shadow_init(vcpu: KvmVcpuArch, m: KvmMmu, cpu_role: CpuRole, root_role: PageRole) -> None:
@@ -418,7 +402,7 @@ def _shadow_init(vcpu: KvmVcpuArch, m: KvmMmu, cpu_role: CpuRole, root_role: Pag
     m.page_fault = wk + "_page_fault"
     w.gva_to_gpa = wk + "_gva_to_gpa"
     kind.sync_spte = None if wk == "nonpaging" else wk + "_sync_spte"
-    _metadata(w, vcpu.host)
+    guest_paging_metadata(w, vcpu.host)
     kind.shadow_zero_check = shadow_zero_check_x86(vcpu.host, root_role)
 
 

@@ -47,7 +47,7 @@ from refimpl.mmu_legacy import (
     _prev_roots, _walker, ept_shadow_zero_check, guest_paging_metadata,
     kvm_mmu_create, nested_entry, nested_exit, shadow_zero_check_x86, tdp_shadow_zero_check,
 )
-from refimpl.mmu_split import KvmPagingContext, _metadata as _context_metadata
+from refimpl.mmu_split import KvmPagingContext
 from refimpl.refactor.base import Layout, MmuView, Vm, WalkView, pgd_source
 from refimpl.roles import (
     PT64_ROOT_4LEVEL, PT64_ROOT_5LEVEL,
@@ -89,15 +89,6 @@ def _role_word(role) -> int:
 def _with(regs: GuestRegs, name: str, value) -> GuestRegs:
     # dataclasses.replace validates the new register state (a CPU could be in it).
     return replace(regs, **{name: value})
-
-
-def _paging_metadata(w, host: Host) -> None:
-    # guest_paging_metadata takes the walk half of a legacy kvm_mmu; from
-    # step 2 on that half is a kvm_paging_context, filled the same way.
-    if isinstance(w, KvmPagingContext):
-        _context_metadata(w, host)
-    else:
-        guest_paging_metadata(w, host)
 
 
 @dataclass(frozen=True)
@@ -243,7 +234,7 @@ class Legacy(Layout):
         w.get_pdptr = "kvm_pdptr_read"
         w.inject_page_fault = "kvm_inject_page_fault"
         w.gva_to_gpa = _walker(cpu_role) + "_gva_to_gpa"
-        _paging_metadata(w, host)
+        guest_paging_metadata(w, host)
 
     def kvm_init_mmu(self, vcpu) -> None:
         """Nested walk, else TDP, else shadow (``kvm_init_mmu``)."""
@@ -285,7 +276,7 @@ class Legacy(Layout):
         m.page_fault = wk + "_page_fault"
         w.gva_to_gpa = wk + "_gva_to_gpa"
         k.sync_spte = None if wk == "nonpaging" else wk + "_sync_spte"
-        _paging_metadata(w, vcpu.host)
+        guest_paging_metadata(w, vcpu.host)
         k.shadow_zero_check = shadow_zero_check_x86(vcpu.host, root_role)
 
     def init_kvm_softmmu(self, vcpu, cpu_role: CpuRole) -> None:
