@@ -33,6 +33,7 @@ hardware walk (:func:`hw_translate`)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Optional
 
 from .cpu import CpuState
@@ -515,6 +516,23 @@ def _from_translate(t: Any, access: int, fmt: SpteFormat) -> HwResult:
     return HwResult(t.gpa, t.level, None, 0, w, u, x, dirty, t.trace)
 
 
+@lru_cache(maxsize=256)
+def _shadow_hw_cpu(root_hpa: int, root_level: int, smep: bool, smap: bool, ac: bool,
+                  maxphyaddr: int) -> CpuState:
+    """The registers :func:`hw_translate_shadow` gives the CPU.
+
+    CR0.PG|PE|WP, CR4.PAE (LA57 for a five-level root), EFER.NX (and long
+    mode for a four- or five-level root); SMEP, SMAP and RFLAGS.AC the
+    guest's. Made once per distinct set, as building a ``CpuState`` costs
+    more than the walk.
+    """
+    cr4 = CR4.PAE.bit | (CR4.LA57.bit if root_level == 5 else 0)
+    cr4 |= (CR4.SMEP.bit if smep else 0) | (CR4.SMAP.bit if smap else 0)
+    efer = EFER.NXE.bit | ((EFER.LME.bit | EFER.LMA.bit) if root_level >= 4 else 0)
+    return CpuState(cr0=CR0.PE.bit | CR0.PG.bit | CR0.WP.bit, cr3=root_hpa, cr4=cr4, efer=efer,
+                    rflags=(1 << 18) if ac else 0, maxphyaddr=maxphyaddr)
+
+
 def hw_translate_shadow(host: HostMemory, fmt: SpteFormat, root_hpa: int, root_level: int,
                         gva: int, access: int = 0, *, cr4_smep: bool = False,
                         cr4_smap: bool = False, rflags_ac: bool = False) -> HwResult:
@@ -556,12 +574,8 @@ def hw_translate_shadow(host: HostMemory, fmt: SpteFormat, root_hpa: int, root_l
     check_instance("fmt", fmt, SpteFormat)
     if root_level not in (3, 4, 5):
         raise ValueError(f"root_level must be 3, 4 or 5, got {root_level}")
-    cr0 = CR0.PE.bit | CR0.PG.bit | CR0.WP.bit
-    cr4 = CR4.PAE.bit | (CR4.LA57.bit if root_level == 5 else 0)
-    cr4 |= (CR4.SMEP.bit if cr4_smep else 0) | (CR4.SMAP.bit if cr4_smap else 0)
-    efer = EFER.NXE.bit | ((EFER.LME.bit | EFER.LMA.bit) if root_level >= 4 else 0)
-    cpu = CpuState(cr0=cr0, cr3=root_hpa, cr4=cr4, efer=efer,
-                   rflags=(1 << 18) if rflags_ac else 0, maxphyaddr=host.maxphyaddr)
+    cpu = _shadow_hw_cpu(root_hpa, root_level, bool(cr4_smep), bool(cr4_smap), bool(rflags_ac),
+                         host.maxphyaddr)
     t = translate(host.mem, cpu, gva, access)
     return _from_translate(t, access & ACCESS_WRITE, fmt)
 

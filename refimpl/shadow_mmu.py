@@ -66,16 +66,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Iterable, Optional
 
 from .cpu import CpuState, PagingMode
 from .faults import Fault, WalkError, fault_for
-from .formats import CR0, CR4, EFER
 from .memory import GuestMemory, check_int
 from .mmu import (
     INVALID_ROOT, KVM_MMU_NUM_PREV_ROOTS, HwResult, Mmu, MmuKind, RootInfo,
-    _from_translate, shadow_kind, vcpu_tlb,
+    hw_translate_shadow, shadow_kind, vcpu_tlb,
 )
 from .roles import (
     ACC_ALL, ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK, PT32E_ROOT_LEVEL,
@@ -230,25 +228,6 @@ class ShadowPage:
         return (f"ShadowPage({kind} gfn={self.gfn:#x} level={r.level} q={r.quadrant} "
                 f"access={_acc_str(r.access)} role={r.word:#x}"
                 f"{' unsync' if self.unsync else ''}{' invalid' if r.invalid else ''})")
-
-
-@lru_cache(maxsize=256)
-def _hw_cpu_state(root_hpa: int, root_level: int, smep: bool, smap: bool, ac: bool,
-                  maxphyaddr: int) -> CpuState:
-    """The registers :func:`refimpl.mmu.hw_translate_shadow` gives the CPU.
-
-    CR0.PG|PE|WP, CR4.PAE (LA57 for a five-level root), EFER.NX (and long
-    mode for a four- or five-level root); SMEP, SMAP and RFLAGS.AC the
-    guest's. Made once per distinct set, as building a ``CpuState`` costs
-    more than the walk.
-    """
-    if root_level not in (3, 4, 5):
-        raise ValueError(f"root_level must be 3, 4 or 5, got {root_level}")
-    cr4 = CR4.PAE.bit | (CR4.LA57.bit if root_level == 5 else 0)
-    cr4 |= (CR4.SMEP.bit if smep else 0) | (CR4.SMAP.bit if smap else 0)
-    efer = EFER.NXE.bit | ((EFER.LME.bit | EFER.LMA.bit) if root_level >= 4 else 0)
-    return CpuState(cr0=CR0.PE.bit | CR0.PG.bit | CR0.WP.bit, cr3=root_hpa, cr4=cr4, efer=efer,
-                    rflags=(1 << 18) if ac else 0, maxphyaddr=maxphyaddr)
 
 
 def kvm_mmu_child_role(parent: PageRole, index: int, direct: bool, access: int) -> PageRole:
@@ -1233,14 +1212,10 @@ class ShadowMmu:
         root = vc.mmu.root
         if root.hpa is None:
             return HwResult(None, None, "not_present")
-        # hw_translate_shadow, with its CpuState built once per root and
-        # guest SMEP/SMAP/AC rather than at every access (the test suite
-        # checks that the two agree).
         cpu = vc.cpu
-        hw_cpu = _hw_cpu_state(root.hpa, vc.mmu.root_role.level, cpu.smep, cpu.smap, cpu.ac,
-                               self.host.maxphyaddr)
-        t = translate(self.host.mem, hw_cpu, gva, access)
-        return _from_translate(t, access & ACCESS_WRITE, self.fmt)
+        return hw_translate_shadow(self.host, self.fmt, root.hpa, vc.mmu.root_role.level, gva,
+                                   access, cr4_smep=cpu.smep, cr4_smap=cpu.smap,
+                                   rflags_ac=cpu.ac)
 
     def access(self, vc: ShadowVcpu, gva: int, access: int = 0) -> AccessResult:
         """One guest access: the CPU walks the shadow tables; on a fault KVM runs.
