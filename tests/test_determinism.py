@@ -11,7 +11,10 @@ would show) and compares SHA-256 digests of the serialised results:
 * ``scalar``: ``translate`` on the image's scalar addresses;
 * ``diff-gen``: the unicorn-free case generator and image builder of the
   differential test (``tests/unicorn_harness.py``);
-* ``soak``: the output of a short ``benchmarks.soak --steps`` run.
+* ``soak``: the output of a short ``benchmarks.soak --steps`` run;
+* ``refactor``: seeded workloads of the refactoring driver
+  (``refimpl.refactor.workload``) and every outcome the legacy layout and
+  the last step record for them.
 
 ``test_the_check_can_fail`` shows the comparison catches a result that
 depends on the hash seed or on an unseeded generator.
@@ -73,6 +76,14 @@ if "soak" in which:
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
         rc = soak.main(["--steps", "40", "--seed", "3", "--examples", "2", "--step-count", "20"])
     out["soak"] = h(rc, buf.getvalue())
+if "refactor" in which:
+    from refimpl.refactor import workload as W
+    runs = []
+    for wl in W.workloads(12, first_seed=500):
+        for step in ("legacy", "cr0wp_no_reset"):
+            r = W.run(step, wl)
+            runs.append((repr(wl.events), r.outcomes, r.internal, sorted(r.stats.items()), r.error))
+    out["refactor"] = h(*runs)
 if "hash-canary" in which:
     out["hash-canary"] = h(sorted({"a", "b", "c"}, key=hash), hash("refimpl"))
 if "unseeded" in which:
@@ -80,7 +91,7 @@ if "unseeded" in which:
 print(json.dumps(out, sort_keys=True))
 '''
 
-CHECKS = ["image", "batch", "scalar", "diff-gen", "soak"]
+CHECKS = ["image", "batch", "scalar", "diff-gen", "soak", "refactor"]
 
 
 def start(which: list[str], hashseed: str) -> subprocess.Popen:
