@@ -90,6 +90,7 @@ __all__ = [
     "nested_exit",
     "CR0_ROLE_BITS",
     "WALK_HALF",
+    "ept_paging_metadata",
     "kvm_set_cr0",
     "BUGS",
     "vmx_guest_owned_cr0_wp_write",
@@ -421,6 +422,13 @@ class KvmVcpuArch:
 WALK_HALF = ("cpu_role", "guest_rsvd_check", "permissions", "pkru_mask")
 
 
+def _check_walk_half(mmu: object) -> None:
+    missing = [a for a in WALK_HALF if not hasattr(mmu, a)]
+    if missing:
+        raise TypeError(f"mmu must be a kvm_mmu or kvm_paging_context, got "
+                        f"{type(mmu).__name__} (no {', '.join(missing)})")
+
+
 def guest_paging_metadata(mmu: KvmMmu, host: Host) -> None:
     """Fill the guest-walk tables of ``mmu`` from its ``cpu_role``.
 
@@ -443,10 +451,7 @@ def guest_paging_metadata(mmu: KvmMmu, host: Host) -> None:
     ``update_permission_bitmask``, ``update_pkru_bitmask``) in
     ``arch/x86/kvm/mmu/mmu.c``.
     """
-    missing = [a for a in WALK_HALF if not hasattr(mmu, a)]
-    if missing:
-        raise TypeError(f"mmu must be a kvm_mmu or kvm_paging_context, got "
-                        f"{type(mmu).__name__} (no {', '.join(missing)})")
+    _check_walk_half(mmu)
     check_instance("host", host, Host)
     r = mmu.cpu_role
     if not r.paging:
@@ -460,6 +465,37 @@ def guest_paging_metadata(mmu: KvmMmu, host: Host) -> None:
         ("cr4_smap", r.ext.cr4_smap), ("efer_nx", r.base.efer_nx)))
     mmu.pkru_mask = (Derived("update_pkru_bitmask", (("cr0_wp", r.base.cr0_wp),))
                      if r.ext.cr4_pke else 0)
+
+
+def ept_paging_metadata(mmu: KvmMmu, host: Host, execonly: bool) -> None:
+    """Fill the guest-walk tables of a context that walks L1's EPT tables.
+
+    EPT entries have no U/S, WP, SMEP or SMAP and no protection keys, so the
+    permission bitmap is the EPT one and the PKRU mask is 0; reserved bits
+    follow the EPT rules for the guest's MAXPHYADDR and whether execute-only
+    pages exist.
+
+    Parameters
+    ----------
+    mmu : KvmMmu or refimpl.mmu_split.KvmPagingContext
+        Any structure with the guest-walk half (:data:`WALK_HALF`).
+    host : Host
+    execonly : bool
+
+    KVM
+    ---
+    ``kvm_init_shadow_ept_mmu`` (``update_permission_bitmask(ept=true)``,
+    ``reset_rsvds_bits_mask_ept``) in ``arch/x86/kvm/mmu/mmu.c``.
+    """
+    _check_walk_half(mmu)
+    check_instance("host", host, Host)
+    execonly = check_bool("execonly", execonly)
+    mmu.permissions = Derived("update_permission_bitmask", (
+        ("ept", True), ("cr0_wp", 0), ("cr4_smep", 0), ("cr4_smap", 0), ("efer_nx", 0)))
+    mmu.pkru_mask = 0
+    mmu.guest_rsvd_check = Derived("reset_rsvds_bits_mask_ept", (
+        ("maxphyaddr", host.guest_maxphyaddr), ("execonly", execonly),
+        ("huge_page_level", 3 if host.gbpages else 2)))
 
 
 def tdp_shadow_zero_check(host: Host, level: int) -> Derived:
@@ -642,12 +678,7 @@ def kvm_init_shadow_ept_mmu(vcpu: KvmVcpuArch, execonly: bool, accessed_dirty: b
         ctx.page_fault = "ept_page_fault"
         ctx.gva_to_gpa = "ept_gva_to_gpa"
         ctx.sync_spte = "ept_sync_spte"
-        ctx.permissions = Derived("update_permission_bitmask", (
-            ("ept", True), ("cr0_wp", 0), ("cr4_smep", 0), ("cr4_smap", 0), ("efer_nx", 0)))
-        ctx.pkru_mask = 0
-        ctx.guest_rsvd_check = Derived("reset_rsvds_bits_mask_ept", (
-            ("maxphyaddr", vcpu.host.guest_maxphyaddr), ("execonly", bool(execonly)),
-            ("huge_page_level", 3 if vcpu.host.gbpages else 2)))
+        ept_paging_metadata(ctx, vcpu.host, execonly)
         ctx.shadow_zero_check = ept_shadow_zero_check(vcpu.host, execonly)
 
 

@@ -51,7 +51,7 @@ from typing import Optional
 from refimpl.mmu_legacy import (
     INVALID_ROOT,
     Derived, GuestRegs, Host, RootInfo, _prev_roots, _walker,
-    ept_shadow_zero_check, guest_paging_metadata, nested_entry, nested_exit, run_configurations, shadow_zero_check_x86, tdp_shadow_zero_check,
+    ept_paging_metadata, ept_shadow_zero_check, guest_paging_metadata, nested_entry, nested_exit, run_configurations, shadow_zero_check_x86, tdp_shadow_zero_check,
 )
 from refimpl.mmu_legacy import KvmMmu as LegacyKvmMmu
 from refimpl.mmu_legacy import KvmVcpuArch as LegacyKvmVcpuArch
@@ -460,12 +460,7 @@ def nested_ept_init_mmu_context(vcpu: KvmVcpuArch, eptp: int, execonly: bool = T
         m.page_fault = "ept_page_fault"
         w.gva_to_gpa = "ept_gva_to_gpa"
         kind.sync_spte = "ept_sync_spte"
-        w.permissions = Derived("update_permission_bitmask", (
-            ("ept", True), ("cr0_wp", 0), ("cr4_smep", 0), ("cr4_smap", 0), ("efer_nx", 0)))
-        w.pkru_mask = 0
-        w.guest_rsvd_check = Derived("reset_rsvds_bits_mask_ept", (
-            ("maxphyaddr", vcpu.host.guest_maxphyaddr), ("execonly", bool(execonly)),
-            ("huge_page_level", 3 if vcpu.host.gbpages else 2)))
+        ept_paging_metadata(w, vcpu.host, execonly)
         kind.shadow_zero_check = ept_shadow_zero_check(vcpu.host, execonly)
     w.get_guest_pgd = "nested_ept_get_eptp"
     w.inject_page_fault = "nested_ept_inject_page_fault"

@@ -44,7 +44,7 @@ from refimpl.errors import check_bool, check_instance, check_range
 from refimpl.mmu_legacy import (
     CR0_ROLE_BITS, CR0_WP, INVALID_ROOT, EPTP12, NCR3,
     Derived, GuestRegs, Host, KvmMmu, KvmVcpuArch, RootInfo,
-    _prev_roots, _walker, ept_shadow_zero_check, guest_paging_metadata,
+    _prev_roots, _walker, ept_paging_metadata, ept_shadow_zero_check, guest_paging_metadata,
     kvm_mmu_create, nested_entry, nested_exit, shadow_zero_check_x86, tdp_shadow_zero_check,
 )
 from refimpl.mmu_split import KvmPagingContext
@@ -315,12 +315,7 @@ class Legacy(Layout):
         m.page_fault = "ept_page_fault"
         w.gva_to_gpa = "ept_gva_to_gpa"
         k.sync_spte = "ept_sync_spte"
-        w.permissions = Derived("update_permission_bitmask", (
-            ("ept", True), ("cr0_wp", 0), ("cr4_smep", 0), ("cr4_smap", 0), ("efer_nx", 0)))
-        w.pkru_mask = 0
-        w.guest_rsvd_check = Derived("reset_rsvds_bits_mask_ept", (
-            ("maxphyaddr", vcpu.host.guest_maxphyaddr), ("execonly", bool(execonly)),
-            ("huge_page_level", 3 if vcpu.host.gbpages else 2)))
+        ept_paging_metadata(w, vcpu.host, execonly)
         k.shadow_zero_check = ept_shadow_zero_check(vcpu.host, execonly)
 
     def kvm_init_shadow_npt_mmu(self, vcpu, cr4: int, efer: int, ncr3: int) -> None:
