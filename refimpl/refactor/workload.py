@@ -775,6 +775,16 @@ class Mismatch:
     got: Optional[tuple]
     what: str = "outcome"
 
+    def _repr_markdown_(self) -> str:
+        """A short table for notebooks: where, what happened, both outcomes."""
+        def cell(v: object) -> str:
+            return "`" + repr(v).replace("|", "\\|").replace("`", "'") + "`"
+        rows = [("workload seed", cell(self.seed)), ("event index", cell(self.index)),
+                ("event", f"vCPU {self.event.vcpu}: {cell(self.event.kind)} {cell(self.event.args)}"),
+                ("compared", cell(self.what)), ("reference", cell(self.expected)),
+                ("this layout", cell(self.got))]
+        return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
 
 def first_difference(workload: Workload, expected: Sequence[tuple],
                      got: Sequence[tuple]) -> Optional[Mismatch]:
