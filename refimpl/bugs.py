@@ -29,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import import_module
 
+from .errors import check_fields
+
 __all__ = ["ReplayedBug", "REPLAYED", "switches", "table_markdown"]
 
 
@@ -64,6 +66,10 @@ class ReplayedBug:
     tests: tuple[str, str]
     rule: str
     section: str
+
+    def __post_init__(self) -> None:
+        check_fields(self, switch=str, module=str, title=str, origin=str, fix=str,
+                     tests=tuple, rule=str, section=str)
 
     def description(self) -> str:
         """The module's own one-line description of the switch."""

@@ -38,6 +38,18 @@ for it by calling every public callable with arbitrary values.
 
 The ``check_*`` helpers below are what modules use at function entry; each
 returns the normalised value (an ``int`` for anything with ``__index__``).
+
+Records (dataclasses) follow one rule. A record a caller builds and passes
+in (a memslot, an SPTE format, a workload event, a diagram box) is an
+argument like any other: its ``__post_init__`` checks its fields, with
+:func:`check_fields` and the helpers above, and a bad field raises
+:class:`TypeError` or :class:`ValueError` naming ``Class.field``. Records
+the model returns are not validated on construction: they are outputs (a
+walk's result, a fault, a page, statistics, a report's rows), built only by
+the model from values it has already checked, many of them on the per-walk,
+per-SPTE or per-TLB-fill path where a check would cost time. The list of
+those is ``OUTPUT_RECORDS`` in ``tests/api_surface.py``, one reason per
+record.
 """
 
 from __future__ import annotations
@@ -56,6 +68,7 @@ __all__ = [
     "check_items",
     "check_page_aligned",
     "check_bugs",
+    "check_fields",
 ]
 
 
@@ -243,6 +256,38 @@ def check_bugs(name: str, value: object, known) -> frozenset:
     if unknown:
         raise ValueError(f"{name}: unknown names {sorted(unknown)}; known: {sorted(known)}")
     return names
+
+
+def check_fields(record: object, **kinds) -> None:
+    """Check the fields of a dataclass ``record`` against ``kinds``.
+
+    Each keyword names a field and gives what it must hold: ``int`` (checked
+    with :func:`check_int`), ``bool`` (:func:`check_bool`), or a class or
+    tuple of classes (:func:`check_instance`); ``None`` in a tuple allows
+    ``None``. The value is not changed (frozen records stay as built).
+    Ranges are checked by the record itself, after this call.
+
+    Raises
+    ------
+    TypeError
+        Naming ``Class.field`` and the expected type.
+    """
+    owner = type(record).__name__
+    for field, kind in kinds.items():
+        value = getattr(record, field)
+        name = f"{owner}.{field}"
+        if isinstance(kind, tuple) and None in kind:
+            if value is None:
+                continue
+            kind = tuple(k for k in kind if k is not None)
+            if len(kind) == 1:
+                kind = kind[0]
+        if kind is int:
+            check_int(name, value)
+        elif kind is bool:
+            check_bool(name, value)
+        else:
+            check_instance(name, value, kind)
 
 
 def _fmt(v: int) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from enum import IntFlag
 
 from .bits import Field, Layout, bits
-from .errors import check_int, check_range
+from .errors import check_choice, check_fields, check_int, check_range
 
 # ---------------------------------------------------------------------------
 # Control registers: only the bits that decide the paging mode or the rights.
@@ -317,6 +317,16 @@ class EntryFormat:
     base_addr_mask: int
     max_addr_bit: int
     is_ept: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self, name=str, entry_bytes=int, level_bits=int, present_mask=int,
+                     accessed_mask=int, dirty_mask=int, nx_mask=int, base_addr_mask=int,
+                     max_addr_bit=int, is_ept=bool)
+        check_choice("EntryFormat.entry_bytes", self.entry_bytes, (4, 8))
+        check_range("EntryFormat.level_bits", self.level_bits, 1, 64)
+        check_range("EntryFormat.max_addr_bit", self.max_addr_bit, 1, 65)
+        for mask in ("present_mask", "accessed_mask", "dirty_mask", "nx_mask", "base_addr_mask"):
+            check_range(f"EntryFormat.{mask}", getattr(self, mask), 0, 1 << 64)
 
     def level_shift(self, level: int) -> int:
         """Lowest address bit translated at ``level`` (12 for level 1)."""

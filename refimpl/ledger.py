@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Iterable, Sequence
 
-from refimpl.errors import check_instance, check_items
+from refimpl.errors import check_fields, check_instance, check_items
 
 from refimpl.mmu_legacy import KvmMmu as LegacyKvmMmu
 from refimpl.mmu_split import SKETCH_HOME, STRUCT_CLASSES, KvmArch, KvmVcpuArch
@@ -67,6 +67,9 @@ class LedgerRow:
     reason: str
     sean: str
     home_2026: str
+
+    def __post_init__(self) -> None:
+        check_fields(self, legacy=str, home=str, reason=str, sean=str, home_2026=str)
 
 
 def _f(field: str, reason: str, h26: str) -> LedgerRow:

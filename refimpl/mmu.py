@@ -44,7 +44,8 @@ from .rsvd import RsvdBitsValidate
 from .spte import SpteFormat, shadow_zero_check_for, tdp_shadow_zero_check
 from .vm import HostMemory, Kvm, Vcpu
 from .walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, check_access, translate
-from .errors import check_bool, check_choice, check_instance, check_int, check_items, check_page_aligned
+from .errors import (check_bool, check_choice, check_fields, check_instance, check_int, check_items,
+                     check_page_aligned, check_range)
 
 __all__ = [
     "KVM_MMU_NUM_PREV_ROOTS",
@@ -159,6 +160,12 @@ class MmuKind:
     roots: list[Any] = field(default_factory=list)
     stats: MmuStats = field(default_factory=MmuStats)
 
+    def __post_init__(self) -> None:
+        check_fields(self, direct=bool, spte_format=SpteFormat,
+                     shadow_zero_check=RsvdBitsValidate, root_level=int, ad_enabled=bool,
+                     pml=bool, roots=list, stats=MmuStats)
+        check_range("MmuKind.root_level", self.root_level, 2, 6)
+
     @property
     def nx_huge_pages(self) -> bool:
         """The NX huge page mitigation is on (``is_nx_huge_page_enabled``)."""
@@ -225,6 +232,12 @@ class RootInfo:
 
     hpa: Optional[int] = None
     pgd: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self, hpa=(int, None), pgd=int)
+        if self.hpa is not None:
+            check_range("RootInfo.hpa", self.hpa, 0, 1 << 64)
+        check_range("RootInfo.pgd", self.pgd, 0, 1 << 64)
 
     @property
     def valid(self) -> bool:
@@ -344,6 +357,13 @@ class Mmu:
         default_factory=lambda: [INVALID_ROOT] * KVM_MMU_NUM_PREV_ROOTS)
     page_fault: Optional[Callable[..., Any]] = None
     tlb: Tlb = field(default_factory=Tlb)
+
+    def __post_init__(self) -> None:
+        check_fields(self, kind=MmuKind, root=RootInfo, root_role=(PageRole, None),
+                     prev_roots=list, tlb=Tlb)
+        if self.page_fault is not None and not callable(self.page_fault):
+            raise TypeError(f"Mmu.page_fault must be callable or None, "
+                            f"got {type(self.page_fault).__name__}")
 
 
 def vcpu_tlb(vcpu: Vcpu) -> Tlb:

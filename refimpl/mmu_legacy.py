@@ -50,7 +50,8 @@ from refimpl.roles import (
     calc_cpu_role, calc_shadow_ept_role, calc_shadow_npt_role,
     calc_shadow_root_role, calc_tdp_root_role,
 )
-from .errors import UnknownName, check_bool, check_bugs, check_choice, check_instance, check_items, check_int
+from .errors import (UnknownName, check_bool, check_bugs, check_choice, check_fields, check_instance,
+                     check_int, check_items, check_range)
 
 __all__ = [
     "KVM_MMU_NUM_PREV_ROOTS",
@@ -133,6 +134,12 @@ class Derived:
     fn: str
     inputs: tuple[tuple[str, object], ...]
 
+    def __post_init__(self) -> None:
+        check_fields(self, fn=str, inputs=tuple)
+        for i, pair in enumerate(self.inputs):
+            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+                raise TypeError(f"Derived.inputs[{i}] must be a (name, value) pair, got {pair!r}")
+
     def get(self, name: str) -> object:
         """The value of one input."""
         for k, v in self.inputs:
@@ -159,6 +166,10 @@ class RootInfo:
 
     pgd: int = 0
     hpa: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        check_fields(self, pgd=int, hpa=(str, None))
+        check_range("RootInfo.pgd", self.pgd, 0, 1 << 64)
 
 
 INVALID_ROOT = RootInfo()

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .bits import bits
-from .errors import check_int, check_range
+from .errors import check_fields, check_int, check_range
 from .formats import EPTE, PTE64
 
 #: Lowest and highest MAXPHYADDR the model accepts.
@@ -57,6 +57,10 @@ class RsvdBitsValidate:
 
     rsvd_bits_mask: tuple[tuple[int, ...], tuple[int, ...]]
     bad_mt_xwr: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self, rsvd_bits_mask=tuple, bad_mt_xwr=int)
+        check_range("RsvdBitsValidate.bad_mt_xwr", self.bad_mt_xwr, 0, 1 << 64)
 
     def mask(self, pte: int, level: int) -> int:
         """The reserved bits that apply to ``pte`` at ``level``.

@@ -59,7 +59,7 @@ from .bits import Field, Layout, bits
 from .memory import check_int
 from .roles import ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK
 from .rsvd import RsvdBitsValidate, reset_rsvds_bits_mask, reset_rsvds_bits_mask_ept
-from .errors import check_instance, check_range
+from .errors import check_fields, check_instance, check_range
 
 __all__ = [
     "SPTE_X86",
@@ -235,6 +235,12 @@ if (SHADOW_ACC_TRACK_SAVED_BITS_MASK << SHADOW_ACC_TRACK_SAVED_BITS_SHIFT) & (
 # ---------------------------------------------------------------------------
 
 
+#: The integer mask fields of :class:`SpteFormat`, each below ``1 << 64``.
+_SPTE_MASKS = ("present_mask", "user_mask", "x_mask", "nx_mask", "accessed_mask", "dirty_mask",
+               "host_writable_mask", "mmu_writable_mask", "acc_track_mask", "me_mask",
+               "mmio_value", "mmio_mask", "mmio_access_mask", "memtype_mask")
+
+
 @dataclass(frozen=True)
 class SpteFormat:
     """The ``shadow_*_mask`` set: how KVM writes an SPTE on this host.
@@ -295,6 +301,14 @@ class SpteFormat:
     phys_bits: int
     tdp: bool
     nx_huge_pages: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self, name=str, layout=Layout, mmio_layout=Layout, phys_bits=int,
+                     tdp=bool, nx_huge_pages=bool,
+                     **{mask: int for mask in _SPTE_MASKS})
+        for mask in _SPTE_MASKS:
+            check_range(f"SpteFormat.{mask}", getattr(self, mask), 0, 1 << 64)
+        check_range("SpteFormat.phys_bits", self.phys_bits, 1, 65)
 
     @property
     def ad_bits(self) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .errors import check_items
+from .errors import check_fields, check_items
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class Message:
     author: str
     date: str
     gist: str
+
+    def __post_init__(self) -> None:
+        check_fields(self, msg_id=str, author=str, date=str, gist=str)
 
 
 #: The thread, in order. Paolo's last message is the seed of this book.
@@ -148,6 +151,9 @@ class Fate:
     now: tuple[str, ...]
     how: str
     source: str
+
+    def __post_init__(self) -> None:
+        check_fields(self, field=str, now=tuple, how=str, source=str)
 
 
 _ROLES_2022 = "MMU role refactoring, 2022 (20220204115718.14934-1-pbonzini@redhat.com)"

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum, IntFlag
 from typing import TYPE_CHECKING, Optional, Protocol
 
-from .errors import HostOutOfMemory
+from .errors import HostOutOfMemory, check_fields, check_range
 from .memory import MAX_SIZE, GuestMemory, check_int
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -312,6 +312,15 @@ class Memslot:
     flags: MemslotFlags = MemslotFlags.NONE
     owns_frames: bool = False
 
+    def __post_init__(self) -> None:
+        check_fields(self, id=int, as_id=int, base_gfn=int, npages=int, host_pfn=int,
+                     flags=MemslotFlags, owns_frames=bool)
+        check_range("Memslot.id", self.id, 0, 1 << 16)
+        check_range("Memslot.as_id", self.as_id, 0, 2)
+        check_range("Memslot.base_gfn", self.base_gfn, 0, 1 << 52)
+        check_range("Memslot.npages", self.npages, 1, 1 << 52)
+        check_range("Memslot.host_pfn", self.host_pfn, 0, 1 << 52)
+
     @property
     def end_gfn(self) -> int:
         """One past the last gfn."""
@@ -417,6 +426,14 @@ class Vcpu:
     mmu: Optional["Mmu"] = None
     pml_buffer: list[int] = field(default_factory=list)
     tlb: Optional["Tlb"] = None
+
+    def __post_init__(self) -> None:
+        check_fields(self, vcpu_id=int, smm=bool, pml_buffer=list)
+        check_range("Vcpu.vcpu_id", self.vcpu_id, 0, 1 << 16)
+        if self.cpu is not None or self.mmu is not None or self.tlb is not None:
+            from .cpu import CpuState  # noqa: PLC0415 (refimpl.mmu imports this module)
+            from .mmu import Mmu, Tlb  # noqa: PLC0415
+            check_fields(self, cpu=(CpuState, None), mmu=(Mmu, None), tlb=(Tlb, None))
 
     @property
     def as_id(self) -> int:

@@ -576,3 +576,119 @@ def state_of(obj, memo=None, depth=0):
             tuple(sorted((k, state_of(v, memo, d)) for k, v in fields.items())))
 
 
+# ---------------------------------------------------------------------------
+# Records (public dataclasses): inputs are validated on construction,
+# outputs are not (refimpl/errors.py states the rule).
+# ---------------------------------------------------------------------------
+
+#: Records the model builds and returns; not validated on construction.
+OUTPUT_RECORDS: dict[str, str] = {
+    "refimpl.batch.BatchResult": "returned by batch_translate: arrays of results",
+    "refimpl.ept.EptFault": "the fault an EPT/NPT walk returns",
+    "refimpl.ept.EptResult": "returned by ept_translate/npt_translate, one per walk",
+    "refimpl.faults.Fault": "the #PF/#GP a walk returns, one per faulting walk",
+    "refimpl.mmu.MmuStats": "counters the MMU keeps and callers read",
+    "refimpl.mmu.TlbEntry": "built per TLB fill (hot path)",
+    "refimpl.mmu.HwResult": "returned by hw_translate, one per access",
+    "refimpl.nested.NestedRef": "a trace row of a nested walk, one per memory reference",
+    "refimpl.nested.NestedFault": "the fault a nested walk returns",
+    "refimpl.nested.NestedResult": "returned by nested_translate, one per walk",
+    "refimpl.nested_svm.VmloadOutcome": "returned by the VMLOAD model",
+    "refimpl.refactor.base.WalkView": "the view a step builds of its walk context",
+    "refimpl.refactor.base.MmuView": "the view a step builds of its MMU",
+    "refimpl.refactor.step0_legacy.SpteInputs": "returned by spte_inputs, per SPTE made",
+    "refimpl.refactor.workload.Run": "the outcomes of running a workload",
+    "refimpl.refactor.workload.Mismatch": "a difference the differential driver reports",
+    "refimpl.refactor.workload.DifferentialReport": "returned by the differential driver",
+    "refimpl.shadow_mmu.ShadowPage": "a shadow page the MMU allocates",
+    "refimpl.shadow_mmu.GuestWalk": "the shadow MMU's record of a guest walk, per fault",
+    "refimpl.shadow_mmu.AccessResult": "returned by ShadowMmu.access, per access",
+    "refimpl.shadow_mmu.FaultStep": "a trace row of a shadow page fault",
+    "refimpl.shadow_mmu.ShadowVcpu": "made by ShadowMmu.add_vcpu",
+    "refimpl.spte.SpteResult": "returned by make_spte, per SPTE (hot path)",
+    "refimpl.tdp12.L2Access": "returned by the nested TDP MMU, per access",
+    "refimpl.tdp12.Tdp12Vcpu": "made by the nested TDP MMU's add_vcpu",
+    "refimpl.tdp_mmu.TdpMmuPage": "a page the TDP MMU allocates",
+    "refimpl.tdp_mmu.FaultResult": "returned by TdpMmu.page_fault, per fault",
+    "refimpl.tdp_mmu.AccessResult": "returned by TdpMmu.access, per access",
+    "refimpl.tdp_mmu.LeafSpte": "yielded by the TDP MMU's leaf iterator, per SPTE",
+    "refimpl.viz.bitmap.Lookup": "returned by the permission-bitmap lookup",
+    "refimpl.viz.layouts.LayoutReport": "returned by explain_layout",
+    "refimpl.viz.nested.NestedRow": "a row of a nested-walk report",
+    "refimpl.viz.nested.NestedReport": "returned by the nested-walk explainer",
+    "refimpl.viz.walk.WalkRow": "a row of a walk report",
+    "refimpl.viz.walk.WalkReport": "returned by the walk explainer",
+    "refimpl.vm.MemslotChange": "made by Kvm and passed to memslot notifiers",
+    "refimpl.walker.Walk": "the walker's result, one per walk (hot path)",
+}
+
+#: The struct layouts of the legacy, split and refactoring-step models.
+#: Inputs, but not validated yet: the init functions fill their fields
+#: after construction, so a __post_init__ check would see placeholders.
+#: Issue 10 leaves them to a later change; this list must only shrink.
+UNVALIDATED_LAYOUTS: dict[str, str] = {
+    "refimpl.mmu_legacy.KvmMmu": "legacy struct kvm_mmu, filled by init_kvm_*",
+    "refimpl.mmu_legacy.KvmVcpuArch": "legacy struct kvm_vcpu_arch",
+    "refimpl.mmu_split.KvmMmuKind": "split layout, filled by init functions",
+    "refimpl.mmu_split.KvmMmu": "split layout",
+    "refimpl.mmu_split.KvmPagingContext": "split layout",
+    "refimpl.mmu_split.KvmArch": "split layout",
+    "refimpl.mmu_split.KvmVcpuArch": "split layout",
+    "refimpl.refactor.base.Vm": "the refactoring steps' VM",
+    "refimpl.refactor.step1_walk12.KvmVcpuArch": "step 1 layout",
+    "refimpl.refactor.step2_paging_context.KvmMmu": "step 2 layout",
+    "refimpl.refactor.step2_paging_context.KvmVcpuArch": "step 2 layout",
+    "refimpl.refactor.step3_kind.KvmVcpuArch": "step 3 layout",
+}
+
+
+def _record_factories() -> dict[str, object]:
+    from refimpl import bugs, formats, ledger, mmu, mmu_legacy, rsvd, thread, vm
+    from refimpl.refactor import history, workload
+    from refimpl.viz import svg, walk
+    more = INSTANCES
+    return {
+        "refimpl.bugs.ReplayedBug": lambda: bugs.REPLAYED[0],
+        "refimpl.formats.EntryFormat": lambda: formats.PTTYPE64,
+        "refimpl.ledger.LedgerRow": lambda: ledger.LEDGER[0],
+        "refimpl.mmu.MmuKind": lambda: mmu.tdp_kind(_fmt()),
+        "refimpl.mmu.RootInfo": lambda: mmu.RootInfo(0x1000, 0x2000),
+        "refimpl.mmu.Mmu": lambda: mmu.Mmu(mmu.tdp_kind(_fmt()), page_fault=print),
+        "refimpl.mmu_legacy.Derived": more["refimpl.mmu_legacy.Derived"],
+        "refimpl.mmu_legacy.RootInfo": lambda: mmu_legacy.RootInfo(0x1000, "root"),
+        "refimpl.refactor.history.Change": lambda: history.CHANGES[0],
+        "refimpl.refactor.history.Element": lambda: history.ELEMENTS[0],
+        "refimpl.refactor.workload.Event": lambda: workload.Event(0, "cr0", (1,)),
+        "refimpl.refactor.workload.Workload": _small_workload,
+        "refimpl.rsvd.RsvdBitsValidate": more["refimpl.rsvd.RsvdBitsValidate"],
+        "refimpl.spte.SpteFormat": _fmt,
+        "refimpl.thread.Message": lambda: thread.THREAD[0],
+        "refimpl.thread.Fate": lambda: thread.FATES[0],
+        "refimpl.viz.walk.EntryBits": lambda: walk.EntryBits(),
+        "refimpl.viz.walk.PermissionRule": lambda: walk.PermissionRule("w", "text"),
+        "refimpl.viz.svg.Box": more["refimpl.viz.svg.Box"],
+        "refimpl.viz.svg.Arrow": lambda: svg.Arrow("a", "b", "x"),
+        "refimpl.viz.svg.Diagram": more["refimpl.viz.svg.Diagram"],
+        "refimpl.vm.Memslot": more["refimpl.vm.Memslot"],
+        "refimpl.vm.Vcpu": lambda: vm.Vcpu(0, cpu=CpuState(), mmu=mmu.Mmu(mmu.tdp_kind(_fmt())),
+                                           tlb=mmu.Tlb()),
+    }
+
+
+#: A good instance of every validated input record: class key -> factory.
+INPUT_RECORDS: dict[str, object] = _record_factories()
+
+
+def public_records() -> dict[str, type]:
+    """Every public dataclass of refimpl: key -> class."""
+    import dataclasses
+    return {key: obj for key, (obj, owner) in public_callables().items()
+            if owner is None and inspect.isclass(obj) and dataclasses.is_dataclass(obj)}
+
+
+def unclassified_records(records: dict[str, type]) -> list[str]:
+    """Keys of ``records`` that neither validate their fields (a
+    ``__post_init__``) nor are listed in OUTPUT_RECORDS or UNVALIDATED_LAYOUTS."""
+    return [key for key, cls in records.items()
+            if key not in OUTPUT_RECORDS and key not in UNVALIDATED_LAYOUTS
+            and "__post_init__" not in vars(cls)]

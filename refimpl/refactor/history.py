@@ -37,7 +37,7 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Iterable, Mapping, Optional, Sequence
 
-from refimpl.errors import check_choice, check_instance, check_items
+from refimpl.errors import check_choice, check_fields, check_instance, check_items, check_range
 
 __all__ = [
     "Verdict",
@@ -102,6 +102,10 @@ class Change:
     who: str
     where: str
     status: str
+
+    def __post_init__(self) -> None:
+        check_fields(self, key=str, year=int, title=str, who=str, where=str, status=str)
+        check_range("Change.year", self.year, 1991, 2100)
 
 
 #: The three steps by which the sketch's ideas reached KVM, plus the earlier
@@ -179,6 +183,10 @@ class Element:
     verdict: Verdict
     why: str
     change: str
+
+    def __post_init__(self) -> None:
+        check_fields(self, sketch=str, covers=tuple, said=str, merged=str, kvm=tuple,
+                     verdict=Verdict, why=str, change=str)
 
 
 #: Rules of the mail that are not a struct or an instance.

@@ -79,7 +79,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from refimpl.cpu import CpuState, PagingMode
-from refimpl.errors import check_bool, check_choice, check_instance, check_int
+from refimpl.errors import check_bool, check_choice, check_fields, check_instance, check_int, check_range
 from refimpl.memory import GuestMemory
 from refimpl.mmu_legacy import CR0_PG, CR0_WP, GuestRegs, Host
 from refimpl.nested import nested_translate
@@ -149,6 +149,10 @@ class Event:
     kind: str
     args: tuple = ()
 
+    def __post_init__(self) -> None:
+        check_fields(self, vcpu=int, kind=str, args=tuple)
+        check_range("Event.vcpu", self.vcpu, -1, 1 << 16)
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -175,6 +179,13 @@ class Workload:
     memory: tuple = field(repr=False, compare=False)
     eptp: int = 0
     ncr3: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self, seed=int, host=Host, n_vcpus=int, events=tuple, memory=tuple,
+                     eptp=int, ncr3=int)
+        check_range("Workload.n_vcpus", self.n_vcpus, 1, 1 << 16)
+        check_range("Workload.eptp", self.eptp, 0, 1 << 64)
+        check_range("Workload.ncr3", self.ncr3, 0, 1 << 64)
 
     def counts(self) -> dict[str, int]:
         """How many events of each kind."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
-from ..errors import UnknownName, check_instance
+from ..errors import UnknownName, check_fields, check_instance, check_range
 
 #: Fill and stroke of each box style.
 STYLES: dict[str, tuple[str, str, str]] = {
@@ -67,6 +67,10 @@ class Box:
     lines: tuple[str, ...] = ()
     style: str = "used"
 
+    def __post_init__(self) -> None:
+        check_fields(self, key=str, x=int, y=int, w=int, title=str, lines=tuple, style=str)
+        check_range("Box.w", self.w, 1, 1 << 16)
+
     @property
     def h(self) -> int:
         """Height: title, detail lines and padding."""
@@ -97,6 +101,10 @@ class Arrow:
     bend: int = 40
     show_label: bool = True
 
+    def __post_init__(self) -> None:
+        check_fields(self, src=str, dst=str, label=str, src_side=str, dst_side=str,
+                     bend=int, show_label=bool)
+
 
 _OUT = {"l": (-1, 0), "r": (1, 0), "t": (0, -1), "b": (0, 1)}
 
@@ -110,6 +118,11 @@ class Diagram:
     boxes: list[Box] = field(default_factory=list)
     arrows: list[Arrow] = field(default_factory=list)
     caption: str = ""
+
+    def __post_init__(self) -> None:
+        check_fields(self, width=int, height=int, boxes=list, arrows=list, caption=str)
+        check_range("Diagram.width", self.width, 1, 1 << 16)
+        check_range("Diagram.height", self.height, 1, 1 << 16)
 
     def box(self, key: str) -> Box:
         """The box named ``key``."""

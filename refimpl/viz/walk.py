@@ -34,7 +34,7 @@ from ..formats import ACC, CR0, CR4, EFER, PFERR, PTE32, PTE64, RFLAGS
 from ..memory import GuestMemory
 from ..permissions import PFEC_INDEX_MASK, permission_fault
 from ..walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, TranslateResult, translate, walk_context
-from ..errors import check_bool, check_choice, check_instance, check_int, check_range
+from ..errors import check_bool, check_choice, check_fields, check_instance, check_int, check_range
 
 #: The modes the explorer offers, by the name shown in its menu.
 MODES: dict[str, PagingMode] = {
@@ -131,6 +131,9 @@ class EntryBits:
 
     #: Field names in the order the explorer shows them.
     NAMES = ("p", "w", "u", "a", "d", "ps", "nx")
+
+    def __post_init__(self) -> None:
+        check_fields(self, p=bool, w=bool, u=bool, a=bool, d=bool, ps=bool, nx=bool)
 
     def flags(self, wide: bool) -> int:
         """The flag bits as an entry value (no address); NX only if ``wide``."""
@@ -350,6 +353,9 @@ class PermissionRule:
 
     name: str
     text: str
+
+    def __post_init__(self) -> None:
+        check_fields(self, name=str, text=str)
 
 
 def broken_rules(
