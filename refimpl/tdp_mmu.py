@@ -629,13 +629,13 @@ class TdpMmu:
             new = mmio_spte
         else:
             assert slot is not None
-            kind = self.kind
+            kind, zero_check = self.kind, None  # the kind carries its zero check
             if "nx_huge_exec" in self.bugs:  # make_spte without its NX huge page rule
                 kind = replace(fmt, nx_huge_pages=False)
+                zero_check = self.kind.shadow_zero_check
             new = make_spte(kind, pte_access=ACC_ALL, level=level, gfn=gfn, pfn=pfn,
                             old_spte=old, host_writable=not slot.readonly,
-                            ad_disabled=ad_disabled,
-                            shadow_zero_check=self.kind.shadow_zero_check).spte
+                            ad_disabled=ad_disabled, shadow_zero_check=zero_check).spte
         if new == old:
             return FaultResult("spurious", level, new)
         self._write(sptep, new)
