@@ -8,11 +8,11 @@ for 37 <= MAXPHYADDR < 52 with PKU) is judged twice, with NumPy:
   ``refimpl``;
 * the **model** side builds the entries access.c would write, then walks them
   with ``refimpl``'s own pieces: the reserved-bit masks of
-  :func:`refimpl.rsvd.reset_rsvds_bits_mask`, the rights summary of
-  :meth:`refimpl.formats.EntryFormat.gpte_access`, the permission bitmap and
-  PKRU mask of :mod:`refimpl.permissions` (``update_permission_bitmask``,
+  :func:`refimpl.guest.rsvd.reset_rsvds_bits_mask`, the rights summary of
+  :meth:`refimpl.guest.formats.EntryFormat.gpte_access`, the permission bitmap and
+  PKRU mask of :mod:`refimpl.guest.permissions` (``update_permission_bitmask``,
   ``update_pkru_bitmask``, ``permission_fault``) and the error-code rule of
-  :func:`refimpl.faults.page_fault_error_code`. The scalar refimpl functions
+  :func:`refimpl.guest.faults.page_fault_error_code`. The scalar refimpl functions
   are evaluated once over their small input domains into lookup tables, which
   NumPy then indexes. The parts that live in the walker itself (stop at the
   first non-present or reserved entry; A/D written only on success) are
@@ -127,11 +127,11 @@ class ModelTables:
     """refimpl's permission / PKU / error-code / reserved-bit logic as arrays."""
 
     def __init__(self, depth: int, maxphyaddr: int):
-        from refimpl.faults import WalkError, page_fault_error_code
-        from refimpl.formats import PTTYPE64
-        from refimpl.permissions import (permission_fault, update_permission_bitmask,
+        from refimpl.guest.faults import WalkError, page_fault_error_code
+        from refimpl.guest.formats import PTTYPE64
+        from refimpl.guest.permissions import (permission_fault, update_permission_bitmask,
                                          update_pkru_bitmask)
-        from refimpl.rsvd import reset_rsvds_bits_mask
+        from refimpl.guest.rsvd import reset_rsvds_bits_mask
 
         # perm[ctrl, access, acc, pkey] -> 0, P or P|PK
         perm = np.zeros((64, 8, 8, 2), np.uint8)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from refimpl import CpuState, GuestMemory
-from refimpl.walker import walk_context
+from refimpl.guest.walker import walk_context
 
 SOURCE = Path(__file__).with_name("walk.c")
 CFLAGS = ["-O2", "-shared", "-fPIC"]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from refimpl import CpuState, GuestMemory
-from refimpl.formats import CR0, CR4, EFER
+from refimpl.guest.formats import CR0, CR4, EFER
 
 P, W, U, A, D, PS, G = 1 << 0, 1 << 1, 1 << 2, 1 << 5, 1 << 6, 1 << 7, 1 << 8
 XD = 1 << 63

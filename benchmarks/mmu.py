@@ -5,14 +5,14 @@ run, smaller with ``--quick``):
 
 * **TDP fault-in**: a VM with one memslot, the host backing it with 4 KiB
   pages only (``host_max_level=1``), the guest touching every page once
-  (:meth:`refimpl.tdp_mmu.TdpMmu.guest_access`, which faults). Reported:
+  (:meth:`refimpl.host.tdp_mmu.TdpMmu.guest_access`, which faults). Reported:
   faults per second and SPTE operations (stores plus bulk reads) per second.
 * **TDP disable dirty logging**: Ben Gardon's scenario,
-  :func:`refimpl.tdp_mmu.measure_disable_dirty_logging`, with both recovery
+  :func:`refimpl.host.tdp_mmu.measure_disable_dirty_logging`, with both recovery
   strategies: the guest mapped with 2 MiB pages, dirty logging on (eager
   split to 4 KiB), then off, then every 2 MiB page touched again.
 * **Shadow MMU fault-in**: a four-level guest page table mapping every page,
-  the guest touching each (:meth:`refimpl.shadow_mmu.ShadowMmu.access`):
+  the guest touching each (:meth:`refimpl.host.shadow_mmu.ShadowMmu.access`):
   faults per second, and pages mapped per second (each fault also
   prefetches neighbouring entries).
 
@@ -25,10 +25,10 @@ import time
 
 import numpy as np
 
-from refimpl.cpu import CpuState, PagingMode
-from refimpl.formats import CR0, CR4, EFER
-from refimpl.memory import GuestMemory
-from refimpl.vm import HostMemory, Kvm
+from refimpl.guest.cpu import CpuState, PagingMode
+from refimpl.guest.formats import CR0, CR4, EFER
+from refimpl.guest.memory import GuestMemory
+from refimpl.host.vm import HostMemory, Kvm
 
 MIB = 1 << 20
 CLOCK = time.process_time
@@ -39,7 +39,7 @@ def _ops(stats) -> int:
 
 
 def tdp_fault_in(size: int) -> dict:
-    from refimpl.tdp_mmu import TdpMmu
+    from refimpl.host.tdp_mmu import TdpMmu
 
     npages = size >> 12
     tables = npages // 512 + 64
@@ -60,12 +60,12 @@ def tdp_fault_in(size: int) -> dict:
 
 
 def tdp_disable_dirty_logging(size: int) -> dict:
-    """Gardon's scenario (as :func:`refimpl.tdp_mmu.measure_disable_dirty_logging`),
+    """Gardon's scenario (as :func:`refimpl.host.tdp_mmu.measure_disable_dirty_logging`),
     timing only what follows ``disable_dirty_logging``: the recovery and the
     second round of touches."""
-    from refimpl.spte import ept_format
-    from refimpl.tdp_mmu import RecoveryStrategy, TdpMmu
-    from refimpl.mmu import tdp_kind
+    from refimpl.host.spte import ept_format
+    from refimpl.host.tdp_mmu import RecoveryStrategy, TdpMmu
+    from refimpl.host.mmu import tdp_kind
 
     npages = size >> 12
     out: dict = {"size_mib": size // MIB}
@@ -107,7 +107,7 @@ def shadow_guest_tables(npages: int, *, bulk: bool = True):
     bytes. Returns the guest memory (tables only), the tables, and the
     number of frames below the first data frame.
     """
-    from refimpl.shadow_mmu import GuestPageTables
+    from refimpl.host.shadow_mmu import GuestPageTables
 
     tables = npages // 512 + 8
     guest = GuestMemory((tables + 8) << 12)  # the guest's page tables only
@@ -123,7 +123,7 @@ def shadow_guest_tables(npages: int, *, bulk: bool = True):
 
 
 def shadow_fault_in(size: int) -> dict:
-    from refimpl.shadow_mmu import ShadowMmu
+    from refimpl.host.shadow_mmu import ShadowMmu
 
     npages = size >> 12
     guest, pt, first = shadow_guest_tables(npages)

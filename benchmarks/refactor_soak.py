@@ -1,9 +1,9 @@
 """Soak the refactoring differential: many more workloads than the test run.
 
 ``python -m benchmarks.refactor_soak [--workloads N] [--first-seed S]``
-runs :func:`refimpl.refactor.workload.differential` for every step of
-:data:`refimpl.refactor.STEPS` and every deliberate mistake of
-:mod:`refimpl.refactor.mistakes` on ``N`` seeded workloads (default 10000)
+runs :func:`refimpl.layouts.workload.differential` for every step of
+:data:`refimpl.layouts.steps.STEPS` and every deliberate mistake of
+:mod:`refimpl.layouts.mistakes` on ``N`` seeded workloads (default 10000)
 and prints, per step, whether it agreed with the legacy layout, the events
 run and the time taken. Exit status 1 if a real step disagreed or a mistake
 went uncaught. The test suite runs the same check on
@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from refimpl.refactor import STEPS  # noqa: E402
-from refimpl.refactor.mistakes import MISTAKES  # noqa: E402
-from refimpl.refactor.workload import _reference, differential  # noqa: E402
+from refimpl.layouts.steps import STEPS# noqa: E402
+from refimpl.layouts.mistakes import MISTAKES  # noqa: E402
+from refimpl.layouts.workload import _reference, differential  # noqa: E402
 
 
 def main(argv=None) -> int:

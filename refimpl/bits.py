@@ -18,7 +18,7 @@ mask
 
 from __future__ import annotations
 
-from .errors import check_instance, check_int, check_items, check_range
+from refimpl.errors import check_instance, check_int, check_items, check_range
 
 from dataclasses import dataclass, field
 from typing import Iterator

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import import_module
 
-from .errors import check_fields
+from refimpl.errors import check_fields
 
 __all__ = ["ReplayedBug", "REPLAYED", "switches", "table_markdown"]
 
@@ -43,7 +43,7 @@ class ReplayedBug:
     switch : str
         The name in ``module.BUGS`` that re-creates it.
     module : str
-        The module holding the switch (``"refimpl.shadow_mmu"``).
+        The module holding the switch (``"refimpl.host.shadow_mmu"``).
     title : str
         What went wrong, in a line.
     origin : str
@@ -82,7 +82,7 @@ _BR = "tests/test_bugs_replayed.py::"
 #: Every replayed bug, kvm-unit-tests' access.c cases first.
 REPLAYED: tuple[ReplayedBug, ...] = (
     ReplayedBug(
-        "single_pt_access", "refimpl.shadow_mmu",
+        "single_pt_access", "refimpl.host.shadow_mmu",
         "two PUDs with different rights share one PMD table; the shadow page "
         "built under the writable one is reused under the read-only one",
         "kvm-unit-tests check_effective_sp_permissions (Lai Jiangshan, 2021)",
@@ -92,7 +92,7 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "role.access of a child SP is the AND of the rights *above* it on this walk",
         "shadow-mmu-regressions"),
     ReplayedBug(
-        "direct_access_from_parents", "refimpl.shadow_mmu",
+        "direct_access_from_parents", "refimpl.host.shadow_mmu",
         "two large guest pages map one frame; the read-only one reuses the "
         "direct SP the writable one made writable",
         "kvm-unit-tests corrupt_hugepage_trigger ('commit e09e90a5 in the kvm tree')",
@@ -103,7 +103,7 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "a direct SP's role.access includes the large page's own rights",
         "shadow-mmu-regressions"),
     ReplayedBug(
-        "wp0_fixup_after_role", "refimpl.shadow_mmu",
+        "wp0_fixup_after_role", "refimpl.host.shadow_mmu",
         "CR0.WP=0 supervisor write makes a read-only direct SP writable; the "
         "other large page aliasing it loses its dirty bit",
         "kvm-unit-tests check_large_pte_dirty_for_nowp",
@@ -114,7 +114,7 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "the WP=0 fix-up (W=1, U=0) is applied before the direct SP's role is chosen",
         "shadow-mmu-regressions"),
     ReplayedBug(
-        "smep_keeps_exec", "refimpl.shadow_mmu",
+        "smep_keeps_exec", "refimpl.host.shadow_mmu",
         "the WP=0 fix-up turns a user page into a kernel page but leaves it "
         "executable, so SMEP stops nothing",
         "kvm-unit-tests check_smep_andnot_wp (2011)",
@@ -124,7 +124,7 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "with SMEP the WP=0 fix-up also sets NX on the SPTE",
         "shadow-mmu-regressions"),
     ReplayedBug(
-        "no_smep_andnot_wp_role", "refimpl.shadow_mmu",
+        "no_smep_andnot_wp_role", "refimpl.host.shadow_mmu",
         "SPs built with CR0.WP=0 and SMEP=0 are reused after SMEP is turned on",
         "kvm-unit-tests check_smep_andnot_wp, SMEP turned on after the write",
         "role.smep_andnot_wp (id not verified)",
@@ -132,7 +132,7 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "role.smep_andnot_wp is part of the page role",
         "shadow-mmu-regressions"),
     ReplayedBug(
-        "no_smap_andnot_wp_role", "refimpl.shadow_mmu",
+        "no_smap_andnot_wp_role", "refimpl.host.shadow_mmu",
         "SPs built with CR0.WP=0 and SMAP=0 are reused after SMAP is turned on",
         "the SMAP analogue of check_smep_andnot_wp (not an access.c case)",
         "role.smap_andnot_wp (id not verified)",
@@ -140,7 +140,7 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "role.smap_andnot_wp is part of the page role",
         "shadow-mmu-regressions"),
     ReplayedBug(
-        "no_cr0_wp_role", "refimpl.shadow_mmu",
+        "no_cr0_wp_role", "refimpl.host.shadow_mmu",
         "SPTEs made writable for a CR0.WP=0 supervisor write are reused after CR0.WP=1",
         "the shadow-paging half of check_toggle_cr0_wp",
         "role.cr0_wp (present since the role was introduced; id not verified)",
@@ -148,7 +148,7 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "role.cr0_wp is part of the page role, so a WP toggle loads new roots",
         "shadow-mmu-regressions"),
     ReplayedBug(
-        "prefetch_skips_checks", "refimpl.shadow_mmu",
+        "prefetch_skips_checks", "refimpl.host.shadow_mmu",
         "a prefetched neighbour SPTE is installed for a gpte with a reserved "
         "bit, so the guest never sees its #PF(RSVD)",
         "kvm-unit-tests check_pfec_on_prefetch_pte ('commit 3ddf6c06e13e in the kvm tree')",
@@ -158,7 +158,7 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "bit, or has A clear (prefetch_invalid_gpte)",
         "shadow-mmu-regressions"),
     ReplayedBug(
-        "stale_cr0_wp", "refimpl.mmu_legacy",
+        "stale_cr0_wp", "refimpl.layouts.legacy",
         "with CR0.WP guest-owned under EPT, an emulated supervisor write is "
         "checked against the CR0.WP of the last MMU reset",
         "kvm-unit-tests check_toggle_cr0_wp (2023)",
@@ -169,7 +169,7 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "bitmap) before every emulated permission check",
         "bugs-stale-cr0-wp"),
     ReplayedBug(
-        "nx_huge_exec", "refimpl.tdp_mmu",
+        "nx_huge_exec", "refimpl.host.tdp_mmu",
         "iTLB multihit: an executable huge SPTE while the mitigation is on",
         "CVE-2018-12207 (Machine Check Error Avoidance on Page Size Change)",
         "the nx_huge_pages mitigation (2019; Documentation/admin-guide/hw-vuln/"
@@ -180,7 +180,7 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "instruction fetch is mapped at 4 KiB",
         "bugs-nx-huge-pages"),
     ReplayedBug(
-        "vmload_not_intercepted", "refimpl.nested_svm",
+        "vmload_not_intercepted", "refimpl.host.nested_svm",
         "L2's VMLOAD/VMSAVE run unintercepted and take rAX as a host-physical address",
         "CVE-2021-3656",
         "'KVM: nSVM: always intercept VMLOAD/VMSAVE when nested (CVE-2021-3656)' "
@@ -190,7 +190,7 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "L1's memory (rAX through L1's memslots) or injects #GP",
         "bugs-vmload"),
     ReplayedBug(
-        "no_flush_on_wrprot", "refimpl.tdp_mmu",
+        "no_flush_on_wrprot", "refimpl.host.tdp_mmu",
         "SPTEs write-protected for dirty logging, TLBs not flushed: writes "
         "through a cached translation go unlogged",
         "KVM 'Flush remote tlbs when reducing shadow pte permissions' (kvm-28 release)",

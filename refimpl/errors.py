@@ -25,7 +25,7 @@ underscore, and their public methods) promises three things.
    (page-table entries, PDPTEs, EPT and NPT entries) and register values
    a guest could load are not arguments to validate: whatever they hold,
    a walk returns a translation or a guest-visible fault (a ``#PF``/``#GP``
-   :class:`refimpl.faults.Fault`, an EPT violation or misconfiguration, a
+   :class:`refimpl.guest.faults.Fault`, an EPT violation or misconfiguration, a
    nested fault). A table address outside memory is a fault too.
 
 One more class is part of the contract: :class:`HostOutOfMemory` (a

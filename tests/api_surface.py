@@ -33,7 +33,7 @@ def public_modules() -> list[types.ModuleType]:
     """``refimpl`` and every public module of every subpackage, imported.
 
     Walks the package tree recursively (:func:`pkgutil.walk_packages`), so a
-    subpackage added tomorrow (``refimpl.viz``, ``refimpl.refactor``...) is
+    subpackage added tomorrow (``refimpl.viz``, ``refimpl.layouts.steps``...) is
     covered without anyone listing it. A module or package whose dotted name
     has a component with a leading underscore is private and skipped, with
     everything under it.
@@ -146,7 +146,7 @@ ARBITRARY = st.deferred(lambda: st.one_of(
     st.just(Opaque()),
     st.just(object),
     st.just(print),
-    st.sampled_from(list(refimpl.cpu.PagingMode)),
+    st.sampled_from(list(refimpl.guest.cpu.PagingMode)),
 ))
 
 
@@ -154,14 +154,14 @@ ARBITRARY = st.deferred(lambda: st.one_of(
 # Good values: fresh, valid arguments by parameter name
 # ---------------------------------------------------------------------------
 
-from refimpl import CpuState, GuestMemory  # noqa: E402
-from refimpl.cpu import PagingMode  # noqa: E402
+from refimpl import CpuState, GuestMemory# noqa: E402
+from refimpl.guest.cpu import PagingMode  # noqa: E402
 
 LONG = dict(cr0=(1 << 31) | (1 << 16) | 1, cr3=0x1000, cr4=0x20, efer=0xD00)
 
 
 def _kvm():
-    from refimpl.vm import HostMemory, Kvm
+    from refimpl.host.vm import HostMemory, Kvm
     kvm = Kvm(HostMemory(0x1000, backed_frames=0x100, maxphyaddr=46))
     kvm.add_memslot(0, 0, 0x200)
     return kvm
@@ -172,32 +172,32 @@ def _vcpu_vm():
 
 
 def _legacy_vcpu():
-    from refimpl import mmu_legacy
+    from refimpl.layouts import legacy as mmu_legacy
     return mmu_legacy.kvm_mmu_create()
 
 
 def _split_vcpu():
-    from refimpl import mmu_split
+    from refimpl.layouts import split as mmu_split
     return mmu_split.kvm_mmu_create(mmu_split.kvm_arch_init_vm())
 
 
 def _fmt():
-    from refimpl.spte import ept_format
+    from refimpl.host.spte import ept_format
     return ept_format(phys_bits=46)
 
 
 def _cpu_role():
-    from refimpl.roles import calc_cpu_role
+    from refimpl.host.roles import calc_cpu_role
     return calc_cpu_role(LONG["cr0"], LONG["cr4"], LONG["efer"])
 
 
 def _page_role():
-    from refimpl.roles import calc_tdp_root_role
+    from refimpl.host.roles import calc_tdp_root_role
     return calc_tdp_root_role(_cpu_role())
 
 
 def _ept_fault():
-    from refimpl.ept import ept_translate
+    from refimpl.guest.ept import ept_translate
     return ept_translate(GuestMemory(0x2000), 0x101E, 0).fault
 
 
@@ -233,7 +233,7 @@ GOOD: dict[str, object] = {
     "spte": lambda: 0x1007,
     "fmt": _fmt,
     "kvm": _kvm,
-    "host": lambda: __import__("refimpl.vm", fromlist=["HostMemory"]).HostMemory(
+    "host": lambda: __import__("refimpl.host.vm", fromlist=["HostMemory"]).HostMemory(
         0x1000, backed_frames=0x100),
     "cpu_role": _cpu_role,
     "role": _page_role,
@@ -256,13 +256,13 @@ GOOD: dict[str, object] = {
 
 # Per-module meaning of an ambiguous name.
 GOOD_IN: dict[str, dict[str, object]] = {
-    "refimpl.mmu_legacy": {"vcpu": _legacy_vcpu, "host": lambda: __import__(
-        "refimpl.mmu_legacy", fromlist=["Host"]).Host()},
-    "refimpl.mmu_split": {"vcpu": _split_vcpu, "host": lambda: __import__(
-        "refimpl.mmu_legacy", fromlist=["Host"]).Host()},
-    "refimpl.tdp_mmu": {"vcpu": _vcpu_vm},
-    "refimpl.mmu": {"vcpu": _vcpu_vm},
-    "refimpl.shadow_mmu": {"mode": lambda: PagingMode.LEVEL4},
+    "refimpl.layouts.legacy": {"vcpu": _legacy_vcpu, "host": lambda: __import__(
+        "refimpl.layouts.legacy", fromlist=["Host"]).Host()},
+    "refimpl.layouts.split": {"vcpu": _split_vcpu, "host": lambda: __import__(
+        "refimpl.layouts.legacy", fromlist=["Host"]).Host()},
+    "refimpl.host.tdp_mmu": {"vcpu": _vcpu_vm},
+    "refimpl.host.mmu": {"vcpu": _vcpu_vm},
+    "refimpl.host.shadow_mmu": {"mode": lambda: PagingMode.LEVEL4},
 }
 
 
@@ -275,34 +275,36 @@ def good_value(module: str, name: str):
 # Instances whose methods are fuzzed: class key -> factory, or a tuple of
 # factories of the same class in different states (the fuzz draws one).
 def _tdp_mmu():
-    from refimpl.mmu import tdp_kind
-    from refimpl.tdp_mmu import TdpMmu
+    from refimpl.host.mmu import tdp_kind
+    from refimpl.host.tdp_mmu import TdpMmu
     kvm = _kvm()
     kvm.create_vcpu()
     return TdpMmu(kvm, tdp_kind(_fmt()))
 
 
 def _shadow_mmu():
-    from refimpl.shadow_mmu import ShadowMmu
+    from refimpl.host.shadow_mmu import ShadowMmu
     mmu = ShadowMmu(_kvm(), GuestMemory(0x200 << 12))
     mmu.add_vcpu(CpuState(**LONG, maxphyaddr=46))
     return mmu
 
 
 INSTANCES: dict[str, object] = {
-    "refimpl.tdp_mmu.TdpMmu": _tdp_mmu,
-    "refimpl.shadow_mmu.ShadowMmu": _shadow_mmu,
-    "refimpl.vm.Kvm": _kvm,
-    "refimpl.mmu_legacy.KvmVcpuArch": _legacy_vcpu,
-    "refimpl.mmu_split.KvmVcpuArch": _split_vcpu,
+    "refimpl.host.tdp_mmu.TdpMmu": _tdp_mmu,
+    "refimpl.host.shadow_mmu.ShadowMmu": _shadow_mmu,
+    "refimpl.host.vm.Kvm": _kvm,
+    "refimpl.layouts.legacy.KvmVcpuArch": _legacy_vcpu,
+    "refimpl.layouts.split.KvmVcpuArch": _split_vcpu,
 }
 
 
 def _instances_more():
-    from refimpl import bugs, formats, mmu_legacy, nested, rsvd, walker
-    from refimpl.shadow_mmu import GuestPageTables
+    from refimpl import bugs
+    from refimpl.guest import formats, nested, rsvd, walker
+    from refimpl.layouts import legacy as mmu_legacy
+    from refimpl.host.shadow_mmu import GuestPageTables
     from refimpl.viz import layouts, svg
-    from refimpl.vm import HostMemory, Memslot
+    from refimpl.host.vm import HostMemory, Memslot
 
     def diagram():
         d = svg.Diagram(200, 100, caption="c")
@@ -320,19 +322,19 @@ def _instances_more():
         else formats.CR0.PG,
         "refimpl.bits.Layout": lambda: formats.PTE64,
         "refimpl.bugs.ReplayedBug": lambda: bugs.REPLAYED[0],
-        "refimpl.formats.EntryFormat": lambda: formats.PTTYPE64,
-        "refimpl.mmu_legacy.Derived": lambda: mmu_legacy.Derived("f", (("a", 1), ("b", True))),
-        "refimpl.nested.NestedResult": nested_result,
-        "refimpl.rsvd.RsvdBitsValidate": lambda: rsvd.reset_rsvds_bits_mask(
+        "refimpl.guest.formats.EntryFormat": lambda: formats.PTTYPE64,
+        "refimpl.layouts.legacy.Derived": lambda: mmu_legacy.Derived("f", (("a", 1), ("b", True))),
+        "refimpl.guest.nested.NestedResult": nested_result,
+        "refimpl.guest.rsvd.RsvdBitsValidate": lambda: rsvd.reset_rsvds_bits_mask(
             root_level=4, maxphyaddr=46, nx=True, gbpages=True, pse=True),
-        "refimpl.shadow_mmu.GuestPageTables": lambda: GuestPageTables(
+        "refimpl.host.shadow_mmu.GuestPageTables": lambda: GuestPageTables(
             GuestMemory(0x20000), PagingMode.LEVEL4, 0x10),
         "refimpl.viz.layouts.LayoutReport": lambda: layouts.explain_layout(layouts.LayoutSetup()),
         "refimpl.viz.svg.Box": lambda: svg.Box("a", 10, 10, 50, "A"),
         "refimpl.viz.svg.Diagram": diagram,
-        "refimpl.vm.HostMemory": lambda: HostMemory(0x1000, backed_frames=0x100),
-        "refimpl.vm.Memslot": lambda: Memslot(0, 0, 0x10, 0x20, 0x100),
-        "refimpl.walker.WalkContext": lambda: walker.walk_context(CpuState(**LONG)),
+        "refimpl.host.vm.HostMemory": lambda: HostMemory(0x1000, backed_frames=0x100),
+        "refimpl.host.vm.Memslot": lambda: Memslot(0, 0, 0x10, 0x20, 0x100),
+        "refimpl.guest.walker.WalkContext": lambda: walker.walk_context(CpuState(**LONG)),
     }
 
 
@@ -341,33 +343,33 @@ INSTANCES.update(_instances_more())
 # Good values that belong to the instance a method is called on (a vCPU of
 # this VM, a root of this MMU), so the fuzz gets past "not ours".
 GOOD_FOR_INSTANCE: dict[tuple[str, str], object] = {
-    ("refimpl.tdp_mmu.TdpMmu", "vcpu"): lambda m: m.kvm.vcpus[0],
-    ("refimpl.tdp_mmu.TdpMmu", "kvm"): lambda m: m.kvm,
-    ("refimpl.tdp_mmu.TdpMmu", "slot"): lambda m: m.kvm.memslot(0),
-    ("refimpl.tdp_mmu.TdpMmu", "root"): lambda m: m.load(m.kvm.vcpus[0]),
-    ("refimpl.tdp_mmu.TdpMmu", "gpa"): lambda m: 0x3000,
-    ("refimpl.shadow_mmu.ShadowMmu", "vc"): lambda m: m.vcpus[0],
-    ("refimpl.shadow_mmu.ShadowMmu", "kvm"): lambda m: m.kvm,
-    ("refimpl.shadow_mmu.ShadowMmu", "slot"): lambda m: m.kvm.memslot(0),
-    ("refimpl.vm.Kvm", "slot_id"): lambda k: 0,
+    ("refimpl.host.tdp_mmu.TdpMmu", "vcpu"): lambda m: m.kvm.vcpus[0],
+    ("refimpl.host.tdp_mmu.TdpMmu", "kvm"): lambda m: m.kvm,
+    ("refimpl.host.tdp_mmu.TdpMmu", "slot"): lambda m: m.kvm.memslot(0),
+    ("refimpl.host.tdp_mmu.TdpMmu", "root"): lambda m: m.load(m.kvm.vcpus[0]),
+    ("refimpl.host.tdp_mmu.TdpMmu", "gpa"): lambda m: 0x3000,
+    ("refimpl.host.shadow_mmu.ShadowMmu", "vc"): lambda m: m.vcpus[0],
+    ("refimpl.host.shadow_mmu.ShadowMmu", "kvm"): lambda m: m.kvm,
+    ("refimpl.host.shadow_mmu.ShadowMmu", "slot"): lambda m: m.kvm.memslot(0),
+    ("refimpl.host.vm.Kvm", "slot_id"): lambda k: 0,
 }
 
 
 # ---------------------------------------------------------------------------
-# refimpl.refactor: the steps, their structures, the workloads
+# refimpl.layouts.steps: the steps, their structures, the workloads
 # ---------------------------------------------------------------------------
 
 
 def _refactor_classes() -> list[type]:
     """Every concrete layout class: the steps and the deliberate mistakes."""
-    from refimpl.refactor import STEPS
-    from refimpl.refactor.mistakes import MISTAKES
+    from refimpl.layouts.steps import STEPS
+    from refimpl.layouts.mistakes import MISTAKES
     return [s.cls for s in STEPS] + list(MISTAKES.values())
 
 
 #: The states a step's instance is fuzzed in: its one vCPU runs L1 with TDP
 #: on a VMX host, L2 with nested EPT, L1 under shadow paging, or L2 with
-#: nested NPT on an SVM host (the configurations of refimpl.mmu_legacy).
+#: nested NPT on an SVM host (the configurations of refimpl.layouts.legacy).
 LAYOUT_CONFIGS = ("tdp", "vmx_ept", "shadow", "svm_npt")
 
 
@@ -378,7 +380,7 @@ def _layout(cls, config: str = "tdp"):
     that :data:`GOOD_FOR_INSTANCE` can hand them to its methods, and so that
     the state snapshot of the instance covers them.
     """
-    from refimpl.mmu_legacy import EPTP12, L1_REGS, L2_REGS, NCR3, Host
+    from refimpl.layouts.legacy import EPTP12, L1_REGS, L2_REGS, NCR3, Host
     layout = cls()
     vm = layout.create_vm(Host(tdp_enabled=config != "shadow",
                                vendor="svm" if config.startswith("svm") else "vmx"))
@@ -393,25 +395,25 @@ def _layout(cls, config: str = "tdp"):
 
 
 def _small_workload():
-    from refimpl.refactor.workload import generate
+    from refimpl.layouts.workload import generate
     return generate(3, n_vcpus=1, n_events=6)
 
 
 def _legacy_layout_vcpu():
-    from refimpl.refactor.step0_legacy import Legacy
+    from refimpl.layouts.steps.step0_legacy import Legacy
     return _layout(Legacy)._fuzz_vcpu
 
 
 def _l1_cpu_role():
-    from refimpl.mmu_legacy import L1_REGS
-    from refimpl.roles import calc_cpu_role
+    from refimpl.layouts.legacy import L1_REGS
+    from refimpl.host.roles import calc_cpu_role
     return calc_cpu_role(L1_REGS.cr0, L1_REGS.cr4, L1_REGS.efer)
 
 
 def _refactor_good() -> dict[str, object]:
     """Good values by parameter name, the same in every refactor module."""
-    from refimpl.mmu_legacy import CR0_WP, EPTP12, L1_REGS, L2_REGS, NCR3, Host
-    from refimpl.refactor import STEPS
+    from refimpl.layouts.legacy import CR0_WP, EPTP12, L1_REGS, L2_REGS, NCR3, Host
+    from refimpl.layouts.steps import STEPS
     return {
         "step": lambda: "walk12",
         "reference": lambda: "legacy",
@@ -466,27 +468,27 @@ def _refactor_good() -> dict[str, object]:
 
 
 def _refactor_good_in() -> dict[str, dict[str, object]]:
-    import refimpl.refactor
+    import refimpl.layouts.steps
     good = _refactor_good()
     return {m.name: dict(good) for m in pkgutil.walk_packages(
-        refimpl.refactor.__path__, "refimpl.refactor.")} | {"refimpl.refactor": dict(good)}
+        refimpl.layouts.steps.__path__, "refimpl.layouts.steps.")} | {"refimpl.layouts.steps": dict(good)}
 
 
 def _refactor_instances() -> dict[str, object]:
-    from refimpl.refactor import STEPS
-    from refimpl.refactor.workload import generate
+    from refimpl.layouts.steps import STEPS
+    from refimpl.layouts.workload import generate
     # A tuple of factories: the fuzz draws which one.
     out = {f"{c.__module__}.{c.__qualname__}": tuple(
         (lambda c=c, cfg=cfg: _layout(c, cfg)) for cfg in LAYOUT_CONFIGS)
         for c in _refactor_classes()}
-    out["refimpl.refactor.Step"] = lambda: STEPS[1]
+    out["refimpl.layouts.steps.Step"] = lambda: STEPS[1]
     # The protocol of the abstract base (whose methods raise
     # NotImplementedError) is fuzzed as the driver calls it: on every
     # concrete step and mistake, in every configuration.
-    out["refimpl.refactor.base.Layout"] = tuple(
+    out["refimpl.layouts.steps.base.Layout"] = tuple(
         (lambda c=c, cfg=cfg: _layout(c, cfg))
         for c in _refactor_classes() for cfg in LAYOUT_CONFIGS)
-    out["refimpl.refactor.workload.Workload"] = lambda: generate(5, n_events=8)
+    out["refimpl.layouts.workload.Workload"] = lambda: generate(5, n_events=8)
     for n in (1, 2, 3):  # the vCPU structs of steps 1-3 (4+ use mmu_split's)
         out[f"{STEPS[n].module}.KvmVcpuArch"] = lambda n=n: _layout(STEPS[n].cls)._fuzz_vcpu
     return out
@@ -494,7 +496,7 @@ def _refactor_instances() -> dict[str, object]:
 
 def _refactor_for_instance() -> dict[tuple[str, str], object]:
     """The VM, vCPU and structures of the instance's own vCPU, by parameter name."""
-    from refimpl.refactor import STEPS
+    from refimpl.layouts.steps import STEPS
 
     def vcpu(lay):
         return lay._fuzz_vcpu
@@ -511,7 +513,7 @@ def _refactor_for_instance() -> dict[tuple[str, str], object]:
         "root_role": lambda lay: vcpu(lay).mmu.root_role,
         "host": lambda lay: vcpu(lay).host,
     }
-    out = {("refimpl.refactor.base.Layout", p): f for p, f in per_param.items()}
+    out = {("refimpl.layouts.steps.base.Layout", p): f for p, f in per_param.items()}
     for n in (1, 2, 3):  # KvmVcpuArch.name_of(obj): one of its own structures
         mod = STEPS[n].module
         out[(f"{mod}.KvmVcpuArch", "obj")] = lambda v: v.root_mmu
@@ -583,43 +585,43 @@ def state_of(obj, memo=None, depth=0):
 
 #: Records the model builds and returns; not validated on construction.
 OUTPUT_RECORDS: dict[str, str] = {
-    "refimpl.batch.BatchResult": "returned by batch_translate: arrays of results",
-    "refimpl.ept.EptFault": "the fault an EPT/NPT walk returns",
-    "refimpl.ept.EptResult": "returned by ept_translate/npt_translate, one per walk",
-    "refimpl.faults.Fault": "the #PF/#GP a walk returns, one per faulting walk",
-    "refimpl.mmu.MmuStats": "counters the MMU keeps and callers read",
-    "refimpl.mmu.TlbEntry": "built per TLB fill (hot path)",
-    "refimpl.mmu.HwResult": "returned by hw_translate, one per access",
-    "refimpl.nested.NestedRef": "a trace row of a nested walk, one per memory reference",
-    "refimpl.nested.NestedFault": "the fault a nested walk returns",
-    "refimpl.nested.NestedResult": "returned by nested_translate, one per walk",
-    "refimpl.nested_svm.VmloadOutcome": "returned by the VMLOAD model",
-    "refimpl.refactor.base.WalkView": "the view a step builds of its walk context",
-    "refimpl.refactor.base.MmuView": "the view a step builds of its MMU",
-    "refimpl.refactor.step0_legacy.SpteInputs": "returned by spte_inputs, per SPTE made",
-    "refimpl.refactor.workload.Run": "the outcomes of running a workload",
-    "refimpl.refactor.workload.Mismatch": "a difference the differential driver reports",
-    "refimpl.refactor.workload.DifferentialReport": "returned by the differential driver",
-    "refimpl.shadow_mmu.ShadowPage": "a shadow page the MMU allocates",
-    "refimpl.shadow_mmu.GuestWalk": "the shadow MMU's record of a guest walk, per fault",
-    "refimpl.shadow_mmu.AccessResult": "returned by ShadowMmu.access, per access",
-    "refimpl.shadow_mmu.FaultStep": "a trace row of a shadow page fault",
-    "refimpl.shadow_mmu.ShadowVcpu": "made by ShadowMmu.add_vcpu",
-    "refimpl.spte.SpteResult": "returned by make_spte, per SPTE (hot path)",
-    "refimpl.tdp12.L2Access": "returned by the nested TDP MMU, per access",
-    "refimpl.tdp12.Tdp12Vcpu": "made by the nested TDP MMU's add_vcpu",
-    "refimpl.tdp_mmu.TdpMmuPage": "a page the TDP MMU allocates",
-    "refimpl.tdp_mmu.FaultResult": "returned by TdpMmu.page_fault, per fault",
-    "refimpl.tdp_mmu.AccessResult": "returned by TdpMmu.access, per access",
-    "refimpl.tdp_mmu.LeafSpte": "yielded by the TDP MMU's leaf iterator, per SPTE",
+    "refimpl.fast.batch.BatchResult": "returned by batch_translate: arrays of results",
+    "refimpl.guest.ept.EptFault": "the fault an EPT/NPT walk returns",
+    "refimpl.guest.ept.EptResult": "returned by ept_translate/npt_translate, one per walk",
+    "refimpl.guest.faults.Fault": "the #PF/#GP a walk returns, one per faulting walk",
+    "refimpl.host.mmu.MmuStats": "counters the MMU keeps and callers read",
+    "refimpl.host.mmu.TlbEntry": "built per TLB fill (hot path)",
+    "refimpl.host.mmu.HwResult": "returned by hw_translate, one per access",
+    "refimpl.guest.nested.NestedRef": "a trace row of a nested walk, one per memory reference",
+    "refimpl.guest.nested.NestedFault": "the fault a nested walk returns",
+    "refimpl.guest.nested.NestedResult": "returned by nested_translate, one per walk",
+    "refimpl.host.nested_svm.VmloadOutcome": "returned by the VMLOAD model",
+    "refimpl.layouts.steps.base.WalkView": "the view a step builds of its walk context",
+    "refimpl.layouts.steps.base.MmuView": "the view a step builds of its MMU",
+    "refimpl.layouts.steps.step0_legacy.SpteInputs": "returned by spte_inputs, per SPTE made",
+    "refimpl.layouts.workload.Run": "the outcomes of running a workload",
+    "refimpl.layouts.workload.Mismatch": "a difference the differential driver reports",
+    "refimpl.layouts.workload.DifferentialReport": "returned by the differential driver",
+    "refimpl.host.shadow_mmu.ShadowPage": "a shadow page the MMU allocates",
+    "refimpl.host.shadow_mmu.GuestWalk": "the shadow MMU's record of a guest walk, per fault",
+    "refimpl.host.shadow_mmu.AccessResult": "returned by ShadowMmu.access, per access",
+    "refimpl.host.shadow_mmu.FaultStep": "a trace row of a shadow page fault",
+    "refimpl.host.shadow_mmu.ShadowVcpu": "made by ShadowMmu.add_vcpu",
+    "refimpl.host.spte.SpteResult": "returned by make_spte, per SPTE (hot path)",
+    "refimpl.host.tdp12.L2Access": "returned by the nested TDP MMU, per access",
+    "refimpl.host.tdp12.Tdp12Vcpu": "made by the nested TDP MMU's add_vcpu",
+    "refimpl.host.tdp_mmu.TdpMmuPage": "a page the TDP MMU allocates",
+    "refimpl.host.tdp_mmu.FaultResult": "returned by TdpMmu.page_fault, per fault",
+    "refimpl.host.tdp_mmu.AccessResult": "returned by TdpMmu.access, per access",
+    "refimpl.host.tdp_mmu.LeafSpte": "yielded by the TDP MMU's leaf iterator, per SPTE",
     "refimpl.viz.bitmap.Lookup": "returned by the permission-bitmap lookup",
     "refimpl.viz.layouts.LayoutReport": "returned by explain_layout",
     "refimpl.viz.nested.NestedRow": "a row of a nested-walk report",
     "refimpl.viz.nested.NestedReport": "returned by the nested-walk explainer",
     "refimpl.viz.walk.WalkRow": "a row of a walk report",
     "refimpl.viz.walk.WalkReport": "returned by the walk explainer",
-    "refimpl.vm.MemslotChange": "made by Kvm and passed to memslot notifiers",
-    "refimpl.walker.Walk": "the walker's result, one per walk (hot path)",
+    "refimpl.host.vm.MemslotChange": "made by Kvm and passed to memslot notifiers",
+    "refimpl.guest.walker.Walk": "the walker's result, one per walk (hot path)",
 }
 
 #: The struct layouts of the legacy, split and refactoring-step models.
@@ -627,50 +629,55 @@ OUTPUT_RECORDS: dict[str, str] = {
 #: after construction, so a __post_init__ check would see placeholders.
 #: Issue 10 leaves them to a later change; this list must only shrink.
 UNVALIDATED_LAYOUTS: dict[str, str] = {
-    "refimpl.mmu_legacy.KvmMmu": "legacy struct kvm_mmu, filled by init_kvm_*",
-    "refimpl.mmu_legacy.KvmVcpuArch": "legacy struct kvm_vcpu_arch",
-    "refimpl.mmu_split.KvmMmuKind": "split layout, filled by init functions",
-    "refimpl.mmu_split.KvmMmu": "split layout",
-    "refimpl.mmu_split.KvmPagingContext": "split layout",
-    "refimpl.mmu_split.KvmArch": "split layout",
-    "refimpl.mmu_split.KvmVcpuArch": "split layout",
-    "refimpl.refactor.base.Vm": "the refactoring steps' VM",
-    "refimpl.refactor.step1_walk12.KvmVcpuArch": "step 1 layout",
-    "refimpl.refactor.step2_paging_context.KvmMmu": "step 2 layout",
-    "refimpl.refactor.step2_paging_context.KvmVcpuArch": "step 2 layout",
-    "refimpl.refactor.step3_kind.KvmVcpuArch": "step 3 layout",
+    "refimpl.layouts.legacy.KvmMmu": "legacy struct kvm_mmu, filled by init_kvm_*",
+    "refimpl.layouts.legacy.KvmVcpuArch": "legacy struct kvm_vcpu_arch",
+    "refimpl.layouts.split.KvmMmuKind": "split layout, filled by init functions",
+    "refimpl.layouts.split.KvmMmu": "split layout",
+    "refimpl.layouts.split.KvmPagingContext": "split layout",
+    "refimpl.layouts.split.KvmArch": "split layout",
+    "refimpl.layouts.split.KvmVcpuArch": "split layout",
+    "refimpl.layouts.steps.base.Vm": "the refactoring steps' VM",
+    "refimpl.layouts.steps.step1_walk12.KvmVcpuArch": "step 1 layout",
+    "refimpl.layouts.steps.step2_paging_context.KvmMmu": "step 2 layout",
+    "refimpl.layouts.steps.step2_paging_context.KvmVcpuArch": "step 2 layout",
+    "refimpl.layouts.steps.step3_kind.KvmVcpuArch": "step 3 layout",
 }
 
 
 def _record_factories() -> dict[str, object]:
-    from refimpl import bugs, formats, ledger, mmu, mmu_legacy, rsvd, thread, vm
-    from refimpl.refactor import history, workload
+    from refimpl import bugs
+    from refimpl.guest import formats, rsvd
+    from refimpl.story import ledger, thread
+    from refimpl.host import mmu, vm
+    from refimpl.layouts import legacy as mmu_legacy
+    from refimpl.story import history
+    from refimpl.layouts import workload
     from refimpl.viz import svg, walk
     more = INSTANCES
     return {
         "refimpl.bugs.ReplayedBug": lambda: bugs.REPLAYED[0],
-        "refimpl.formats.EntryFormat": lambda: formats.PTTYPE64,
-        "refimpl.ledger.LedgerRow": lambda: ledger.LEDGER[0],
-        "refimpl.mmu.MmuKind": lambda: mmu.tdp_kind(_fmt()),
-        "refimpl.mmu.RootInfo": lambda: mmu.RootInfo(0x1000, 0x2000),
-        "refimpl.mmu.Mmu": lambda: mmu.Mmu(mmu.tdp_kind(_fmt()), page_fault=print),
-        "refimpl.mmu_legacy.Derived": more["refimpl.mmu_legacy.Derived"],
-        "refimpl.mmu_legacy.RootInfo": lambda: mmu_legacy.RootInfo(0x1000, "root"),
-        "refimpl.refactor.history.Change": lambda: history.CHANGES[0],
-        "refimpl.refactor.history.Element": lambda: history.ELEMENTS[0],
-        "refimpl.refactor.workload.Event": lambda: workload.Event(0, "cr0", (1,)),
-        "refimpl.refactor.workload.Workload": _small_workload,
-        "refimpl.rsvd.RsvdBitsValidate": more["refimpl.rsvd.RsvdBitsValidate"],
-        "refimpl.spte.SpteFormat": _fmt,
-        "refimpl.thread.Message": lambda: thread.THREAD[0],
-        "refimpl.thread.Fate": lambda: thread.FATES[0],
+        "refimpl.guest.formats.EntryFormat": lambda: formats.PTTYPE64,
+        "refimpl.story.ledger.LedgerRow": lambda: ledger.LEDGER[0],
+        "refimpl.host.mmu.MmuKind": lambda: mmu.tdp_kind(_fmt()),
+        "refimpl.host.mmu.RootInfo": lambda: mmu.RootInfo(0x1000, 0x2000),
+        "refimpl.host.mmu.Mmu": lambda: mmu.Mmu(mmu.tdp_kind(_fmt()), page_fault=print),
+        "refimpl.layouts.legacy.Derived": more["refimpl.layouts.legacy.Derived"],
+        "refimpl.layouts.legacy.RootInfo": lambda: mmu_legacy.RootInfo(0x1000, "root"),
+        "refimpl.story.history.Change": lambda: history.CHANGES[0],
+        "refimpl.story.history.Element": lambda: history.ELEMENTS[0],
+        "refimpl.layouts.workload.Event": lambda: workload.Event(0, "cr0", (1,)),
+        "refimpl.layouts.workload.Workload": _small_workload,
+        "refimpl.guest.rsvd.RsvdBitsValidate": more["refimpl.guest.rsvd.RsvdBitsValidate"],
+        "refimpl.host.spte.SpteFormat": _fmt,
+        "refimpl.story.thread.Message": lambda: thread.THREAD[0],
+        "refimpl.story.thread.Fate": lambda: thread.FATES[0],
         "refimpl.viz.walk.EntryBits": lambda: walk.EntryBits(),
         "refimpl.viz.walk.PermissionRule": lambda: walk.PermissionRule("w", "text"),
         "refimpl.viz.svg.Box": more["refimpl.viz.svg.Box"],
         "refimpl.viz.svg.Arrow": lambda: svg.Arrow("a", "b", "x"),
         "refimpl.viz.svg.Diagram": more["refimpl.viz.svg.Diagram"],
-        "refimpl.vm.Memslot": more["refimpl.vm.Memslot"],
-        "refimpl.vm.Vcpu": lambda: vm.Vcpu(0, cpu=CpuState(), mmu=mmu.Mmu(mmu.tdp_kind(_fmt())),
+        "refimpl.host.vm.Memslot": more["refimpl.host.vm.Memslot"],
+        "refimpl.host.vm.Vcpu": lambda: vm.Vcpu(0, cpu=CpuState(), mmu=mmu.Mmu(mmu.tdp_kind(_fmt())),
                                            tlb=mmu.Tlb()),
     }
 

@@ -65,13 +65,13 @@ NOT_FUZZED: dict[str, str] = {
     # Steps shared by both layouts that call back into the caller's code:
     # their arguments are checked, but what a callback does is the caller's.
     # They are fuzzed through the entry/exit functions of both layouts.
-    "refimpl.mmu_legacy.nested_entry": "runs caller-supplied callbacks; see nested_vmx_vmentry",
-    "refimpl.mmu_legacy.nested_exit": "runs caller-supplied callbacks; see nested_vmx_vmexit",
+    "refimpl.layouts.legacy.nested_entry": "runs caller-supplied callbacks; see nested_vmx_vmentry",
+    "refimpl.layouts.legacy.nested_exit": "runs caller-supplied callbacks; see nested_vmx_vmexit",
     # Protocol classes are interfaces, not code.
-    "refimpl.vm.MemslotListener": "typing.Protocol: an interface",
-    "refimpl.vm.MemslotListener.memslot_changed": "Protocol method stub",
-    "refimpl.vm.MemslotListener.sync_dirty_log": "Protocol method stub",
-    "refimpl.vm.MemslotListener.dirty_log_cleared": "Protocol method stub",
+    "refimpl.host.vm.MemslotListener": "typing.Protocol: an interface",
+    "refimpl.host.vm.MemslotListener.memslot_changed": "Protocol method stub",
+    "refimpl.host.vm.MemslotListener.sync_dirty_log": "Protocol method stub",
+    "refimpl.host.vm.MemslotListener.dirty_log_cleared": "Protocol method stub",
 }
 
 
@@ -93,19 +93,19 @@ SMALL_COUNT = st.one_of(st.sampled_from([1, 2]), ARBITRARY.filter(_not_a_big_cou
 # Parameters whose valid values can ask for unbounded work: the fuzz draws
 # them from the given strategy instead (never the default, never arbitrary).
 BOUNDED: dict[str, dict[str, st.SearchStrategy]] = {
-    "refimpl.refactor.workload.workloads": {"n": SMALL_COUNT},
-    "refimpl.refactor.workload.differential": {"n": SMALL_COUNT},
-    "refimpl.refactor.measures.counters": {"n": SMALL_COUNT},
+    "refimpl.layouts.workload.workloads": {"n": SMALL_COUNT},
+    "refimpl.layouts.workload.differential": {"n": SMALL_COUNT},
+    "refimpl.layouts.measures.counters": {"n": SMALL_COUNT},
 }
 
 # Callables that cost more per example than the others: fewer examples.
 EXAMPLES: dict[str, int] = {
-    "refimpl.refactor.workload.differential": 4,
-    "refimpl.refactor.measures.counters": 4,
-    "refimpl.refactor.measures.pointer_tables": 4,
-    "refimpl.refactor.measures.bytes_table": 4,
-    "refimpl.refactor.figures.step_diagram": 4,
-    "refimpl.refactor.figures.configured_vcpu": 4,
+    "refimpl.layouts.workload.differential": 4,
+    "refimpl.layouts.measures.counters": 4,
+    "refimpl.layouts.measures.pointer_tables": 4,
+    "refimpl.layouts.measures.bytes_table": 4,
+    "refimpl.layouts.figures.step_diagram": 4,
+    "refimpl.layouts.figures.configured_vcpu": 4,
 }
 
 # Callables the fuzz still finds an undocumented exception in: each is run
@@ -294,12 +294,12 @@ def test_discovery_walks_every_subpackage():
             on_disk.add(".".join(parts))
     found = {m.__name__ for m in public_modules()}
     assert on_disk <= found, sorted(on_disk - found)
-    assert {"refimpl.refactor.workload", "refimpl.refactor.step8_cr0wp_no_reset",
+    assert {"refimpl.layouts.workload", "refimpl.layouts.steps.step8_cr0wp_no_reset",
             "refimpl.viz.svg"} <= found
-    for key in ("refimpl.refactor.workload.differential",
-                "refimpl.refactor.step3_kind.Kind.kind_of",
-                "refimpl.refactor.history.resolve_2026",
-                "refimpl.viz.svg.Diagram.box", "refimpl.walker.walk_addr_generic"):
+    for key in ("refimpl.layouts.workload.differential",
+                "refimpl.layouts.steps.step3_kind.Kind.kind_of",
+                "refimpl.story.history.resolve_2026",
+                "refimpl.viz.svg.Diagram.box", "refimpl.guest.walker.walk_addr_generic"):
         assert key in ALL, key
 
 

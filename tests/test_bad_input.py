@@ -11,18 +11,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from refimpl import (
-    ACCESS_FETCH,
-    ACCESS_IMPLICIT,
-    ACCESS_USER,
-    ACCESS_WRITE,
-    CpuState,
-    GuestMemory,
-    ept_translate,
-    translate,
-    translate_batch,
-)
-from refimpl.ept import npt_translate
+from refimpl import ACCESS_FETCH, ACCESS_IMPLICIT, ACCESS_USER, ACCESS_WRITE, CpuState, GuestMemory, ept_translate, translate, translate_batch
+from refimpl.guest.ept import npt_translate
 
 PG_PE = (1 << 31) | 1
 LONG_CPU = CpuState(cr0=PG_PE, cr3=0x1000, cr4=0x20, efer=0x500)

@@ -18,25 +18,32 @@ import numpy as np
 import pytest
 
 from refimpl import CpuState, GuestMemory, ept_translate, translate, translate_batch
-from refimpl import bits, faults, formats, mmu, mmu_legacy, mmu_split, permissions, roles, rsvd
-from refimpl import spte, thread, ledger, walker
-from refimpl.cpu import PagingMode
-from refimpl.ept import ept_violation_exit_qualification, npt_translate
+from refimpl import bits
+from refimpl.guest import faults, formats, permissions, rsvd
+from refimpl.host import mmu, roles
+from refimpl.layouts import legacy as mmu_legacy, split as mmu_split
+from refimpl.host import spte
+from refimpl.story import thread, ledger
+from refimpl.guest import walker
+from refimpl.guest.cpu import PagingMode
+from refimpl.guest.ept import ept_violation_exit_qualification, npt_translate
 from refimpl.errors import HostOutOfMemory, UnknownName
-from refimpl.mmu import make_eptp, tdp_kind
-from refimpl.nested import nested_translate, reference_count
-from refimpl.shadow_mmu import GuestPageTables, ShadowMmu
-from refimpl.tdp_mmu import TdpMmu, level_pages
+from refimpl.host.mmu import make_eptp, tdp_kind
+from refimpl.guest.nested import nested_translate, reference_count
+from refimpl.host.shadow_mmu import GuestPageTables, ShadowMmu
+from refimpl.host.tdp_mmu import TdpMmu, level_pages
 from refimpl.viz import layouts, svg
 from refimpl.viz import nested as vnested
 from refimpl.viz import walk as vwalk
-from refimpl.vm import HostMemory, Kvm, Memslot
+from refimpl.host.vm import HostMemory, Kvm, Memslot
 
-from refimpl.mmu_legacy import EPTP12, L1_REGS, L2_REGS, Host as MmuHost
-from refimpl.refactor import STEPS, Step, get_step, ledger_delta_markdown
-from refimpl.refactor import base as rbase, figures as rfig, history as rhist
-from refimpl.refactor import measures as rmeas, workload as rwork
-from refimpl.refactor.mistakes import WpNoBitmapUpdate
+from refimpl.layouts.legacy import EPTP12, L1_REGS, L2_REGS, Host as MmuHost
+from refimpl.layouts.steps import STEPS, Step, get_step, ledger_delta_markdown
+from refimpl.layouts.steps import base as rbase
+from refimpl.layouts import figures as rfig
+from refimpl.story import history as rhist
+from refimpl.layouts import measures as rmeas, workload as rwork
+from refimpl.layouts.mistakes import WpNoBitmapUpdate
 
 from api_surface import _layout, state_of
 

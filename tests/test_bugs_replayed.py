@@ -16,17 +16,17 @@ from pathlib import Path
 import pytest
 
 import test_shadow_mmu as tsm
-from refimpl import mmu_legacy as L
-from refimpl import nested_svm, shadow_mmu, tdp_mmu
+from refimpl.layouts import legacy as L
+from refimpl.host import nested_svm, shadow_mmu, tdp_mmu
 from refimpl.bugs import REPLAYED, switches
-from refimpl.cpu import PagingMode
-from refimpl.mmu import ACCESS_FETCH, ACCESS_WRITE, tdp_kind
-from refimpl.nested_svm import l2_vmload
-from refimpl.permissions import permission_fault, update_permission_bitmask
-from refimpl.roles import EFER_NX
-from refimpl.spte import ept_format, is_writable_pte
-from refimpl.tdp_mmu import TdpMmu
-from refimpl.vm import HostMemory, Kvm
+from refimpl.guest.cpu import PagingMode
+from refimpl.host.mmu import ACCESS_FETCH, ACCESS_WRITE, tdp_kind
+from refimpl.host.nested_svm import l2_vmload
+from refimpl.guest.permissions import permission_fault, update_permission_bitmask
+from refimpl.host.roles import EFER_NX
+from refimpl.host.spte import ept_format, is_writable_pte
+from refimpl.host.tdp_mmu import TdpMmu
+from refimpl.host.vm import HostMemory, Kvm
 
 ROOT = Path(__file__).resolve().parent.parent
 EPT_X = 1 << 2  # EPT execute permission (SDM Vol. 3C, Table 29-6)
@@ -54,8 +54,8 @@ def test_every_registered_bug_has_an_off_and_an_on_test():
 
 
 def test_every_switch_is_registered_and_every_entry_is_a_switch():
-    modules = {"refimpl.shadow_mmu": shadow_mmu, "refimpl.tdp_mmu": tdp_mmu,
-               "refimpl.mmu_legacy": L, "refimpl.nested_svm": nested_svm}
+    modules = {"refimpl.host.shadow_mmu": shadow_mmu, "refimpl.host.tdp_mmu": tdp_mmu,
+               "refimpl.layouts.legacy": L, "refimpl.host.nested_svm": nested_svm}
     expected = {(m, s) for m, mod in modules.items() for s in mod.BUGS}
     assert set(switches()) == expected
     assert len(switches()) == len(REPLAYED)            # no duplicate entries

@@ -7,9 +7,9 @@ kvm-unit-tests' ``check_toggle_cr0_wp`` is the regression this guards; the
 
 import pytest
 
-from refimpl import mmu_legacy as L
-from refimpl.permissions import permission_fault, update_permission_bitmask
-from refimpl.roles import CR0_PG, CR0_WP
+from refimpl.layouts import legacy as L
+from refimpl.guest.permissions import permission_fault, update_permission_bitmask
+from refimpl.host.roles import CR0_PG, CR0_WP
 
 SUPERVISOR_WRITE = 1 << 1          # error-code W, U=0
 READ_ONLY_USER_PAGE = 0b101        # ACC: USER | EXEC, no WRITE

@@ -13,7 +13,7 @@ would show) and compares SHA-256 digests of the serialised results:
   differential test (``tests/unicorn_harness.py``);
 * ``soak``: the output of a short ``benchmarks.soak --steps`` run;
 * ``refactor``: seeded workloads of the refactoring driver
-  (``refimpl.refactor.workload``) and every outcome the legacy layout and
+  (``refimpl.layouts.workload``) and every outcome the legacy layout and
   the last step record for them.
 
 ``test_the_check_can_fail`` shows the comparison catches a result that
@@ -77,7 +77,7 @@ if "soak" in which:
         rc = soak.main(["--steps", "40", "--seed", "3", "--examples", "2", "--step-count", "20"])
     out["soak"] = h(rc, buf.getvalue())
 if "refactor" in which:
-    from refimpl.refactor import workload as W
+    from refimpl.layouts import workload as W
     runs = []
     for wl in W.workloads(12, first_seed=500):
         for step in ("legacy", "cr0wp_no_reset"):

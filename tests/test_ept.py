@@ -14,7 +14,7 @@ with A/D (bit 6): 0x105E.
 import pytest
 
 from refimpl import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, GuestMemory, ept_translate
-from refimpl.ept import ept_violation_exit_qualification, npt_translate
+from refimpl.guest.ept import ept_violation_exit_qualification, npt_translate
 
 EPTP4 = 0x101E
 EPTP4_AD = 0x105E

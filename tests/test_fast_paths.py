@@ -1,8 +1,8 @@
 """The fast paths give exactly what the clear ones give.
 
-``refimpl.walker.translate`` takes a fast path in four- and five-level paging
+``refimpl.guest.walker.translate`` takes a fast path in four- and five-level paging
 (an unrolled walk with per-CPU constants) and forwards everything else to
-``translate_clear``; ``refimpl.batch.translate_batch`` takes a blocked,
+``translate_clear``; ``refimpl.fast.batch.translate_batch`` takes a blocked,
 branch-free NumPy path in long mode and forwards everything else to
 ``translate_batch_clear``. On seeded random images, in every paging mode,
 with random control bits and accesses, each pair must return equal results
@@ -18,18 +18,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from refimpl import (
-    ACCESS_FETCH,
-    ACCESS_IMPLICIT,
-    ACCESS_USER,
-    ACCESS_WRITE,
-    CpuState,
-    GuestMemory,
-    translate,
-    translate_batch,
-)
-from refimpl.batch import translate_batch_clear
-from refimpl.walker import translate_clear
+from refimpl import ACCESS_FETCH, ACCESS_IMPLICIT, ACCESS_USER, ACCESS_WRITE, CpuState, GuestMemory, translate, translate_batch
+from refimpl.fast.batch import translate_batch_clear
+from refimpl.guest.walker import translate_clear
 
 MODES = ["none", "32", "32pse", "pae", "4", "5"]
 ACCESSES = [
@@ -202,7 +193,7 @@ def test_fast_paths_are_taken_and_leave_other_modes_alone():
 @pytest.mark.parametrize("mode", ["4", "5"])
 def test_batch_fast_path_on_tiny_and_chunked_inputs(mode):
     """Empty memory, memory smaller than a table, and batches over a chunk."""
-    import refimpl.batch as batch
+    import refimpl.fast.batch as batch
 
     rng, _, cpu = image(7, mode)
     for size in (0, 4, 8, 0x1000, 0x1000 + 4):
@@ -265,7 +256,7 @@ def test_memory_with_a_word_view_still_copies_and_pickles():
 def test_translate_result_is_an_immutable_record():
     """The result is read through five attributes, compares by them (however
     it was built), cannot be changed, and copies and pickles as itself."""
-    from refimpl.walker import TranslateResult
+    from refimpl.guest.walker import TranslateResult
 
     r = TranslateResult(0x1000, None, 1, ((4, 0x8, 0x1003),), 7)
     assert fields(r) == (0x1000, None, 1, ((4, 0x8, 0x1003),), 7)

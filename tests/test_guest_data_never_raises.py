@@ -18,8 +18,8 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from refimpl import CpuState, GuestMemory, ept_translate, translate, translate_batch
-from refimpl.ept import npt_translate
-from refimpl.nested import nested_translate
+from refimpl.guest.ept import npt_translate
+from refimpl.guest.nested import nested_translate
 
 PG_PE = (1 << 31) | 1
 # (cr4, efer) of each paging mode: 32-bit, 32-bit with PSE, PAE, 4-level, 5-level.

@@ -1,10 +1,10 @@
-"""The sketch-versus-KVM comparison (refimpl.refactor.history).
+"""The sketch-versus-KVM comparison (refimpl.story.history).
 
 The comparison is data written by hand from the 2026 ``kvm_host.h`` and the
 commits; these tests hold it against descriptions written independently:
-the model of the sketch (refimpl.mmu_split), the classic struct
-(refimpl.mmu_legacy), the thread's fates (refimpl.thread) and the field ledger
-(refimpl.ledger), plus expectations worked out by hand from kvm-facts
+the model of the sketch (refimpl.layouts.split), the classic struct
+(refimpl.layouts.legacy), the thread's fates (refimpl.story.thread) and the field ledger
+(refimpl.story.ledger), plus expectations worked out by hand from kvm-facts
 sections 2.3, 3.4 and 3.5. Each check is also shown to fail on a broken table.
 """
 
@@ -12,9 +12,10 @@ import dataclasses
 
 import pytest
 
-from refimpl import ledger, mmu_legacy, mmu_split, thread
-from refimpl.refactor import history as H
-from refimpl.roles import CR0_WP
+from refimpl.story import ledger, thread
+from refimpl.layouts import legacy as mmu_legacy, split as mmu_split
+from refimpl.story import history as H
+from refimpl.host.roles import CR0_WP
 
 V = H.Verdict
 

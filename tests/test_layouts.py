@@ -8,9 +8,9 @@ from dataclasses import fields
 
 import pytest
 
-from refimpl import ledger as G
-from refimpl import mmu_legacy as L
-from refimpl import mmu_split as S
+from refimpl.story import ledger as G
+from refimpl.layouts import legacy as L
+from refimpl.layouts import split as S
 
 # ---------------------------------------------------------------------------
 # Hand-written expectations (facts 3.1/3.2)
@@ -299,7 +299,7 @@ def test_decision_d_shadow_zero_check_ignores_guest_registers():
 
 
 def test_member_and_struct_tables_name_real_members():
-    from refimpl import mmu_legacy as L, mmu_split as S
+    from refimpl.layouts import legacy as L, split as S
     from dataclasses import fields
     legacy_members = {f.name for f in fields(L.KvmVcpuArch)}
     assert [n for n, _, _ in L.VCPU_MEMBERS] == ["root_mmu", "guest_mmu", "nested_mmu", "mmu", "walk_mmu"]
@@ -317,7 +317,7 @@ def test_member_and_struct_tables_name_real_members():
 
 @pytest.mark.parametrize("layout", ["legacy", "split"])
 def test_nested_entry_and_exit_misuse_leaves_the_vcpu_in_l1(layout):
-    from refimpl import mmu_legacy as L, mmu_split as S
+    from refimpl.layouts import legacy as L, split as S
     new = ((lambda host: L.kvm_mmu_create(host)) if layout == "legacy"
            else (lambda host: S.kvm_mmu_create(S.kvm_arch_init_vm(host))))
     M = L if layout == "legacy" else S

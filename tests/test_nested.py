@@ -1,4 +1,4 @@
-"""Two-dimensional walks (refimpl.nested): routing, exit information, counts, A/D,
+"""Two-dimensional walks (refimpl.guest.nested): routing, exit information, counts, A/D,
 and a differential test against a flattened table.
 
 Layout used by the hand-worked cases (all numbers by hand):
@@ -20,15 +20,15 @@ import random
 import pytest
 
 from refimpl import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, CpuState, GuestMemory
-from refimpl.formats import CR0, CR4, EPT_EXIT_QUAL, PFERR
-from refimpl.nested import (
+from refimpl.guest.formats import CR0, CR4, EPT_EXIT_QUAL, PFERR
+from refimpl.guest.nested import (
     PFERR_GUEST_FINAL,
     PFERR_GUEST_PAGE,
     flatten,
     nested_translate,
     reference_count,
 )
-from refimpl.walker import translate
+from refimpl.guest.walker import translate
 
 EFER_LME, EFER_LMA, EFER_NX = 1 << 8, 1 << 10, 1 << 11
 PG_WP = CR0.PE.bit | CR0.PG.bit | CR0.WP.bit

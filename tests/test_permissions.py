@@ -11,16 +11,8 @@ import itertools
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from refimpl import (
-    ACCESS_FETCH,
-    ACCESS_IMPLICIT,
-    ACCESS_USER,
-    ACCESS_WRITE,
-    CpuState,
-    GuestMemory,
-    translate,
-)
-from refimpl.permissions import (
+from refimpl import ACCESS_FETCH, ACCESS_IMPLICIT, ACCESS_USER, ACCESS_WRITE, CpuState, GuestMemory, translate
+from refimpl.guest.permissions import (
     direct_permission_rule,
     permission_fault,
     update_permission_bitmask,

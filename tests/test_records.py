@@ -15,8 +15,8 @@ import pytest
 from api_surface import (
     INPUT_RECORDS, OUTPUT_RECORDS, UNVALIDATED_LAYOUTS, public_records, unclassified_records,
 )
-from refimpl import mmu, vm
-from refimpl.refactor import workload
+from refimpl.host import mmu, vm
+from refimpl.layouts import workload
 from refimpl.viz import svg
 
 RECORDS = public_records()

@@ -6,8 +6,8 @@ What is checked, and against what:
   workloads (``REFACTOR_WORKLOADS``, default 1000, per step); the outcomes
   come from real walks over what each layout selects, so they can differ;
 * three deliberately wrong steps are caught, at the event where they go wrong;
-* step 0 is :mod:`refimpl.mmu_legacy` field for field except for the 2021
-  CR0.WP rule; the last step is :mod:`refimpl.mmu_split` field for field;
+* step 0 is :mod:`refimpl.layouts.legacy` field for field except for the 2021
+  CR0.WP rule; the last step is :mod:`refimpl.layouts.split` field for field;
 * each step's ledger delta matches its structures;
 * the seeded workloads exercise every event kind and every kind of outcome;
 * a hand-worked scenario (tables read by hand) gives the expected outcomes;
@@ -22,13 +22,13 @@ import inspect
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from refimpl import mmu_legacy as L
-from refimpl import mmu_split as S
-from refimpl.refactor import STEPS, Layout, get_step, ledger_delta_markdown, step_names
-from refimpl.refactor import measures as M
-from refimpl.refactor import workload as W
-from refimpl.refactor.mistakes import MISTAKES
-from refimpl.tdp_mmu import RecoveryStrategy
+from refimpl.layouts import legacy as L
+from refimpl.layouts import split as S
+from refimpl.layouts.steps import STEPS, Layout, get_step, ledger_delta_markdown, step_names
+from refimpl.layouts import measures as M
+from refimpl.layouts import workload as W
+from refimpl.layouts.mistakes import MISTAKES
+from refimpl.host.tdp_mmu import RecoveryStrategy
 
 N = W.default_count()
 
@@ -45,7 +45,7 @@ def test_registry_is_a_chain_of_subclasses():
         assert s.previous == prev.name
         assert s.cls.__bases__ == (prev.cls,), s.name  # the smallest delta
         assert s.cls.name == s.name and s.cls.number == s.number
-        assert s.module == f"refimpl.refactor.step{s.number}_{s.name}"
+        assert s.module == f"refimpl.layouts.steps.step{s.number}_{s.name}"
         assert s.title and len(s.summary) > 80
     assert step_names()[-1] == "cr0wp_no_reset"
     assert get_step(3) is get_step("kind") is get_step(STEPS[3].cls) is get_step(STEPS[3])
@@ -409,7 +409,7 @@ def test_pointer_tables_per_step():
 
 
 def test_step_diagrams_draw_the_pointer_tables():
-    from refimpl.refactor.figures import configured_vcpu, step_diagram
+    from refimpl.layouts.figures import configured_vcpu, step_diagram
     from refimpl.viz.svg import render
     # Hand-written from kvm-facts 3.2 (nested EPT: mmu -> the EPT12 shadow, walk -> L2's walk).
     assert step_diagram("legacy").edges() == {("mmu", "mmu", "guest_mmu"),

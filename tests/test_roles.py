@@ -9,7 +9,7 @@ cr4_smep 5, cr4_la57 6, efer_lma 7.
 
 import pytest
 
-from refimpl.roles import (
+from refimpl.host.roles import (
     EXT_ROLE, PAGE_ROLE, CpuRole, ExtRole, PageRole,
     calc_cpu_role, calc_shadow_ept_role, calc_shadow_npt_role,
     calc_shadow_root_role, calc_tdp_root_role,

@@ -1,4 +1,4 @@
-"""Tests of the shadow MMU (refimpl.shadow_mmu).
+"""Tests of the shadow MMU (refimpl.host.shadow_mmu).
 
 Three groups:
 
@@ -10,7 +10,7 @@ Three groups:
 * a hypothesis state machine: random guest page-table writes, INVLPG, CR3
   loads, control-register changes and accesses; after every step, whatever
   the CPU may do through the shadow tables agrees with the guest walker
-  (``refimpl.walker.translate``), up to the stale translations the
+  (``refimpl.guest.walker.translate``), up to the stale translations the
   architecture allows until a flush.
 """
 
@@ -24,17 +24,17 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from refimpl.cpu import CpuState, PagingMode
-from refimpl.memory import GuestMemory
-from refimpl.roles import PAGE_ROLE, PageRole
-from refimpl.shadow_mmu import (
+from refimpl.guest.cpu import CpuState, PagingMode
+from refimpl.guest.memory import GuestMemory
+from refimpl.host.roles import PAGE_ROLE, PageRole
+from refimpl.host.shadow_mmu import (
     BUGS, GuestPageTables, ShadowMmu, detect_write_misaligned, get_written_sptes,
     kvm_mmu_child_role,
 )
-from refimpl.spte import is_shadow_present_pte, spte_to_pfn
-from refimpl.vm import HostMemory, Kvm
-from refimpl.faults import fault_for
-from refimpl.walker import (
+from refimpl.host.spte import is_shadow_present_pte, spte_to_pfn
+from refimpl.host.vm import HostMemory, Kvm
+from refimpl.guest.faults import fault_for
+from refimpl.guest.walker import (
     ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, TranslateResult, load_pdptrs, translate,
     walk_addr_generic, walk_context,
 )
@@ -833,7 +833,7 @@ TestShadowMachine = ShadowMachine.TestCase
 
 
 # ---------------------------------------------------------------------------
-# hw_walk against refimpl.mmu.hw_translate_shadow
+# hw_walk against refimpl.host.mmu.hw_translate_shadow
 # ---------------------------------------------------------------------------
 
 
@@ -846,7 +846,7 @@ def test_hw_walk_is_hw_translate_shadow(mode):
     import dataclasses
     import itertools
 
-    from refimpl.mmu import hw_translate_shadow
+    from refimpl.host.mmu import hw_translate_shadow
 
     nx = 0 if mode is PagingMode.BITS32 else NX  # 32-bit entries have no NX
     leaves = [P | W | U | A | D, P | A, P | U | A | nx, P | W | A, P | U | W]

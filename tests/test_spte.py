@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refimpl.mmu import tdp_kind
-from refimpl.roles import ACC_ALL, ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK
-from refimpl.spte import (
+from refimpl.host.mmu import tdp_kind
+from refimpl.host.roles import ACC_ALL, ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK
+from refimpl.host.spte import (
     SPTE_EPT,
     SPTE_X86,
     ept_format,

@@ -1,4 +1,4 @@
-"""tdp12_mmu / guest_mmu (refimpl.tdp12): L0's shadow of L1's EPT (and NPT) for L2.
+"""tdp12_mmu / guest_mmu (refimpl.host.tdp12): L0's shadow of L1's EPT (and NPT) for L2.
 
 Hand-worked layout used by the directed tests (numbers by hand):
 
@@ -35,15 +35,15 @@ from hypothesis.stateful import (
 )
 
 from refimpl import GuestMemory
-from refimpl.formats import EPT_EXIT_QUAL, PFERR
-from refimpl.nested import PFERR_GUEST_FINAL
-from refimpl.shadow_mmu import ShadowMmu
-from refimpl.tdp12 import (
+from refimpl.guest.formats import EPT_EXIT_QUAL, PFERR
+from refimpl.guest.nested import PFERR_GUEST_FINAL
+from refimpl.host.shadow_mmu import ShadowMmu
+from refimpl.host.tdp12 import (
     INVEPT_GLOBAL, INVEPT_SINGLE_CONTEXT, TDP12_BUGS, Tdp12Mmu, npt_access, shadow_npt_vcpu,
 )
-from refimpl.tdp_mmu import TdpMmu
-from refimpl.vm import HostMemory, Kvm
-from refimpl.walker import ACCESS_FETCH, ACCESS_WRITE
+from refimpl.host.tdp_mmu import TdpMmu
+from refimpl.host.vm import HostMemory, Kvm
+from refimpl.guest.walker import ACCESS_FETCH, ACCESS_WRITE
 
 R, W, X = 1, 2, 4
 RWX = 7
@@ -292,7 +292,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="bugs"):
         Tdp12Mmu(kvm, mem, bugs=["single_pt_access"])              # an x86-only switch
     with pytest.raises(ValueError, match="fmt"):
-        from refimpl.spte import x86_format
+        from refimpl.host.spte import x86_format
         Tdp12Mmu(kvm, mem, fmt=x86_format(tdp=False, phys_bits=46))
     with pytest.raises(ValueError, match="l1_efer"):
         shadow_npt_vcpu(ShadowMmu(kvm, mem), 0x1000, 1 << 5, 0)
@@ -585,7 +585,7 @@ def test_the_machine_catches_each_naive_switch(bug):
 
 
 def test_a_flush_while_l2_runs_reaches_l1_translations():
-    # One TLB per vCPU (refimpl.mmu.vcpu_tlb), tagged by root like VPID/EPTP:
+    # One TLB per vCPU (refimpl.host.mmu.vcpu_tlb), tagged by root like VPID/EPTP:
     # L1's translations stay cached while L2 runs with vcpu->arch.mmu =
     # &guest_mmu, and L0's flush on a memslot change must drop them too.
     # With a TLB per Mmu object the flush reached only guest_mmu's, and L1

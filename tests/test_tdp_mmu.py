@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from refimpl.mmu import ACCESS_FETCH, ACCESS_WRITE, tdp_kind
-from refimpl.spte import (
+from refimpl.host.mmu import ACCESS_FETCH, ACCESS_WRITE, tdp_kind
+from refimpl.host.spte import (
     MMIO_SPTE_GEN_MASK,
     ept_format,
     get_mmio_spte_gfn,
@@ -26,8 +26,8 @@ from refimpl.spte import (
     spte_to_pfn,
     x86_format,
 )
-from refimpl.tdp_mmu import RecoveryStrategy, TdpMmu
-from refimpl.vm import HostMemory, Kvm
+from refimpl.host.tdp_mmu import RecoveryStrategy, TdpMmu
+from refimpl.host.vm import HostMemory, Kvm
 
 GUEST_FRAMES = 4096  # 16 MiB of guest-physical space: slots collide often
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from refimpl import thread
+from refimpl.story import thread
 
 # struct kvm_mmu of the classic tree, written out by hand from
 # ../shared/kvm-facts.md section 2.1 (kvm_host.h at kvm-x86 04f2bbf1).

@@ -210,7 +210,7 @@ def test_harness_qemu_sets_upper_a_bits_on_fault():
 def _require_refimpl():
     try:
         import refimpl  # noqa: F401
-        from refimpl import translate  # noqa: F401
+        from refimpl import translate# noqa: F401
     except ImportError as e:  # pragma: no cover
         pytest.fail(f"refimpl is not importable: {e}")
 

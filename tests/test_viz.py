@@ -4,8 +4,8 @@ Expected values are worked out by hand from the tables' fixed layout
 (``refimpl.viz.walk``: the level-n table at ``n * 0x1000``, index
 ``root_level - n + 1`` at level n, every leaf mapping ``0x40000000``), from
 KVM's permission masks (``0x33`` writes, ``0x0F`` user, ``0x55`` fetch,
-``0xF0`` user pages), and from the pointer tables of ``refimpl.mmu_legacy``
-and ``refimpl.mmu_split``.
+``0xF0`` user pages), and from the pointer tables of ``refimpl.layouts.legacy``
+and ``refimpl.layouts.split``.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from refimpl import mmu_legacy as L
-from refimpl import mmu_split as S
-from refimpl.faults import WalkError
-from refimpl.formats import PFERR
-from refimpl.permissions import (
+from refimpl.layouts import legacy as L
+from refimpl.layouts import split as S
+from refimpl.guest.faults import WalkError
+from refimpl.guest.formats import PFERR
+from refimpl.guest.permissions import (
     direct_permission_rule,
     permission_fault,
     update_permission_bitmask,

@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from refimpl.formats import EPT_EXIT_QUAL as Q
+from refimpl.guest.formats import EPT_EXIT_QUAL as Q
 from refimpl.viz.nested import (
     NestedSetup,
     decode_exit_qualification,

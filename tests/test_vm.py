@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from refimpl.vm import HostMemory, Kvm, MemslotChangeKind
+from refimpl.host.vm import HostMemory, Kvm, MemslotChangeKind
 
 
 def vm():

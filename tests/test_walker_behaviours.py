@@ -7,7 +7,7 @@ below asks refimpl what the answer should be.
 Behaviours 16 (CR0.WP toggle with TDP), 17 (shadow paging, WP=0 then SMEP),
 18 (shared child table with different parent rights) and 20 (nested L2 walk
 faulting in L1's EPT) need the shadow MMU or nested composition; they are
-owned by the issues that add ``refimpl.shadow_mmu`` / ``refimpl.nested``.
+owned by the issues that add ``refimpl.host.shadow_mmu`` / ``refimpl.guest.nested``.
 
 Default set-up ("the usual CPU"): four-level paging, EFER.NXE=1, CR0.WP=1,
 SMEP/SMAP/PKE off, MAXPHYADDR 52.
@@ -27,16 +27,7 @@ Default tables ("the usual tables"), 64 KiB of memory, gva 0x1234:
 
 import pytest
 
-from refimpl import (
-    ACCESS_FETCH,
-    ACCESS_IMPLICIT,
-    ACCESS_USER,
-    ACCESS_WRITE,
-    CpuState,
-    GuestMemory,
-    ept_translate,
-    translate,
-)
+from refimpl import ACCESS_FETCH, ACCESS_IMPLICIT, ACCESS_USER, ACCESS_WRITE, CpuState, GuestMemory, ept_translate, translate
 
 # Entry bits, written out by hand (not taken from refimpl).
 P, W, U, A, D, PS = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80

@@ -256,7 +256,7 @@ def test_5level_pml5e_page_size_reserved():
     ],
 )
 def test_is_last_gpte(regs, levels_where_bit7_ends_walk):
-    from refimpl.walker import walk_context
+    from refimpl.guest.walker import walk_context
 
     ctx = walk_context(CpuState(**regs))
     for level in range(1, ctx.root_level + 1):

@@ -9,7 +9,7 @@ Jupyter, so pytest checks them without a kernel or a browser:
 * :mod:`refimpl.viz.layouts`: the layout explorer (``explain_layout``), drawn
   with :mod:`refimpl.viz.svg` (no Graphviz);
 * :mod:`refimpl.viz.nested`: the nested (two-dimensional) walk explorer
-  (``explain_nested``), built on :func:`refimpl.nested.nested_translate`.
+  (``explain_nested``), built on :func:`refimpl.guest.nested.nested_translate`.
 
 The widgets themselves (``WalkExplorer``, ``BitmapExplorer``,
 ``LayoutExplorer``, ``NestedWalkExplorer``) live in
@@ -19,10 +19,10 @@ ipywidgets; it is imported on first use of those names, so ``import refimpl.viz`
 
 from __future__ import annotations
 
-from .bitmap import BitmapSetup, bitmap_html, explain_lookup
-from .layouts import LayoutSetup, explain_layout, layout_html
-from .nested import NestedSetup, explain_nested, nested_html
-from .walk import EntryBits, WalkSetup, explain_walk, walk_html
+from refimpl.viz.bitmap import BitmapSetup, bitmap_html, explain_lookup
+from refimpl.viz.layouts import LayoutSetup, explain_layout, layout_html
+from refimpl.viz.nested import NestedSetup, explain_nested, nested_html
+from refimpl.viz.walk import EntryBits, WalkSetup, explain_walk, walk_html
 
 _WIDGETS = ("WalkExplorer", "BitmapExplorer", "LayoutExplorer", "NestedWalkExplorer")
 
@@ -46,7 +46,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in _WIDGETS:
-        from . import widgets
+        from refimpl.viz import widgets
 
         return getattr(widgets, name)
     raise AttributeError(f"module 'refimpl.viz' has no attribute {name!r}")

@@ -1,13 +1,13 @@
 """The permission-bitmap explorer's model: KVM's 16 x 8 table and one lookup.
 
-:func:`refimpl.permissions.update_permission_bitmask` turns CR0.WP,
+:func:`refimpl.guest.permissions.update_permission_bitmask` turns CR0.WP,
 CR4.SMEP, CR4.SMAP and EFER.NXE into sixteen bytes. Row ``i`` is the access
 whose error code is ``i << 1`` (W, U, the borrowed not-SMAP bit, F); bit
 ``acc`` of the row says whether that access faults on a page with ACC rights
 ``acc``. A :class:`BitmapSetup` names the control bits, one access and one
 ACC value; :func:`explain_lookup` says which row and column that access uses
 and what it finds there, exactly as
-:func:`refimpl.permissions.permission_fault` indexes the table.
+:func:`refimpl.guest.permissions.permission_fault` indexes the table.
 :func:`bitmap_html` draws the whole table with that cell highlighted.
 """
 
@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from ..formats import PFERR
-from ..permissions import PFEC_INDEX_MASK, permission_fault, update_permission_bitmask
-from ..walker import ACCESS_USER
-from .walk import ACCESSES, rights_str
-from ..errors import check_instance, check_int
+from refimpl.guest.formats import PFERR
+from refimpl.guest.permissions import PFEC_INDEX_MASK, permission_fault, update_permission_bitmask
+from refimpl.guest.walker import ACCESS_USER
+from refimpl.viz.walk import ACCESSES, rights_str
+from refimpl.errors import check_instance, check_int
 
 
 def row_bits(index: int) -> dict[str, bool]:
@@ -65,7 +65,7 @@ class BitmapSetup:
             raise ValueError(f"acc must be in 0..7, got {self.acc!r}")
 
     def table(self) -> tuple[int, ...]:
-        """The sixteen bytes (:func:`refimpl.permissions.update_permission_bitmask`)."""
+        """The sixteen bytes (:func:`refimpl.guest.permissions.update_permission_bitmask`)."""
         return update_permission_bitmask(cr0_wp=self.cr0_wp, cr4_smep=self.cr4_smep,
                                          cr4_smap=self.cr4_smap, efer_nx=self.efer_nx)
 
@@ -104,7 +104,7 @@ def explain_lookup(setup: BitmapSetup) -> Lookup:
     """The cell ``setup``'s access uses, found as ``permission_fault`` finds it.
 
     The result is cross-checked against
-    :func:`refimpl.permissions.permission_fault` itself.
+    :func:`refimpl.guest.permissions.permission_fault` itself.
     """
     check_instance("setup", setup, BitmapSetup)
     table = setup.table()

@@ -2,13 +2,13 @@
 
 A :class:`LayoutSetup` is four switches: TDP on the host, L2 running, VMX or
 SVM, and EPT/NPT in L1 (for L2). :func:`explain_layout` builds a vCPU of
-today's layout (:mod:`refimpl.mmu_legacy`) and one of the 2021 sketch
-(:mod:`refimpl.mmu_split`) by running the same transitions the modules'
+today's layout (:mod:`refimpl.layouts.legacy`) and one of the 2021 sketch
+(:mod:`refimpl.layouts.split`) by running the same transitions the modules'
 ``configurations()`` run (L1's registers, then the nested entry), and reads
 their pointer tables. :func:`layout_html` draws both as SVG box-and-arrow
 diagrams (:mod:`refimpl.viz.svg`), with no Graphviz needed.
 :func:`configuration_reports` does the same for the named configurations of
-:data:`refimpl.mmu_legacy.CONFIGURATIONS`, and :func:`serving` reads which
+:data:`refimpl.layouts.legacy.CONFIGURATIONS`, and :func:`serving` reads which
 walker and which MMU serve each kind of access in one of them.
 """
 
@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from .. import mmu_legacy as L
-from .. import mmu_split as S
-from .svg import Arrow, Box, Diagram, render
-from ..errors import check_instance
+from refimpl.layouts import legacy as L
+from refimpl.layouts import split as S
+from refimpl.viz.svg import Arrow, Box, Diagram, render
+from refimpl.errors import check_instance
 
 VENDORS = ("vmx", "svm")
 
@@ -52,7 +52,7 @@ class LayoutSetup:
 
     @property
     def host(self) -> L.Host:
-        """The :class:`refimpl.mmu_legacy.Host` of this setup."""
+        """The :class:`refimpl.layouts.legacy.Host` of this setup."""
         return L.Host(tdp_enabled=self.tdp, vendor=self.vendor)
 
     def describe(self) -> str:
@@ -69,9 +69,9 @@ class LayoutSetup:
 def run_transitions(module, create, setup: LayoutSetup):
     """A vCPU of ``module``'s layout in ``setup``'s configuration.
 
-    The steps of :func:`refimpl.mmu_legacy.run_configurations`: a fresh vCPU,
-    :data:`refimpl.mmu_legacy.L1_REGS`, and, if ``setup.nested``, a nested
-    entry with :data:`refimpl.mmu_legacy.L2_REGS`.
+    The steps of :func:`refimpl.layouts.legacy.run_configurations`: a fresh vCPU,
+    :data:`refimpl.layouts.legacy.L1_REGS`, and, if ``setup.nested``, a nested
+    entry with :data:`refimpl.layouts.legacy.L2_REGS`.
 
     Raises
     ------
@@ -100,9 +100,9 @@ class LayoutReport:
     impossible : str or None
         Why the configuration cannot exist (the transition's ValueError), or None.
     legacy : dict or None
-        :func:`refimpl.mmu_legacy.pointer_table` of the legacy vCPU.
+        :func:`refimpl.layouts.legacy.pointer_table` of the legacy vCPU.
     split : dict or None
-        :func:`refimpl.mmu_split.pointer_table` of the sketch's vCPU.
+        :func:`refimpl.layouts.split.pointer_table` of the sketch's vCPU.
     split_callbacks : dict or None
         The sketch's callbacks: ``{"root_mmu.page_fault": ..., "root_walk.gva_to_gpa": ...}``.
     """
@@ -188,7 +188,7 @@ def explain_layout(setup: LayoutSetup) -> LayoutReport:
 
 
 #: The switches of each named configuration of
-#: :data:`refimpl.mmu_legacy.CONFIGURATIONS` (``after_exit`` is drawn like
+#: :data:`refimpl.layouts.legacy.CONFIGURATIONS` (``after_exit`` is drawn like
 #: ``tdp``: L1 runs again).
 CONFIGURATION_SETUPS: dict[str, LayoutSetup] = {
     "shadow": LayoutSetup(tdp=False),
@@ -203,8 +203,8 @@ CONFIGURATION_SETUPS: dict[str, LayoutSetup] = {
 
 def configuration_reports() -> dict[str, LayoutReport]:
     """Both layouts in every named configuration, from the vCPUs that
-    :func:`refimpl.mmu_legacy.configurations` and
-    :func:`refimpl.mmu_split.configurations` build by running the transitions."""
+    :func:`refimpl.layouts.legacy.configurations` and
+    :func:`refimpl.layouts.split.configurations` build by running the transitions."""
     legacy, split = L.configurations(), S.configurations()
     return {key: _report(CONFIGURATION_SETUPS[key], legacy[key], split[key])
             for key in L.CONFIGURATIONS}
@@ -221,8 +221,8 @@ def serving(legacy: L.KvmVcpuArch, split: S.KvmVcpuArch) -> dict[str, dict[str, 
     For one configuration (a legacy vCPU and the split vCPU built by the
     same transitions), reads the pointers: an emulated access walks with
     ``walk_mmu`` (sketch: ``walk``) and translates each gpa it finds with
-    :func:`refimpl.mmu_legacy.kvm_translate_gpa` (sketch:
-    :func:`refimpl.mmu_split.kvm_translate_gpa`); a hardware fault goes to
+    :func:`refimpl.layouts.legacy.kvm_translate_gpa` (sketch:
+    :func:`refimpl.layouts.split.kvm_translate_gpa`); a hardware fault goes to
     ``mmu->page_fault``. L1's hardware faults, once L1 runs again, go to
     ``root_mmu``. A cell is ``"-"`` for a level that is not running.
 
@@ -302,7 +302,7 @@ def layout_html(report: LayoutReport) -> str:
         f'<div class="kvmbook-layout">{head}'
         f'<p class="layout-summary" style="margin:0 0 6px 0">{summary}</p>'
         '<div style="display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start">'
-        f"<div><p style=\"margin:0\"><i>Today's layout</i> (refimpl.mmu_legacy)</p>{legacy_svg}</div>"
-        f"<div><p style=\"margin:0\"><i>The 2021 sketch</i> (refimpl.mmu_split)</p>{split_svg}</div>"
+        f"<div><p style=\"margin:0\"><i>Today's layout</i> (refimpl.layouts.legacy)</p>{legacy_svg}</div>"
+        f"<div><p style=\"margin:0\"><i>The 2021 sketch</i> (refimpl.layouts.split)</p>{split_svg}</div>"
         "</div></div>"
     )

@@ -5,7 +5,7 @@ mode, the EPT's number of levels and its A/D enable (EPTP bit 6), the
 access, and three ways to break the walk (an L2 page the EPT does not map,
 an L2 page the EPT maps read-only, an L2 entry with P=0).
 :func:`explain_nested` builds L1's memory for that setup, runs
-:func:`refimpl.nested.nested_translate` on it, and returns a
+:func:`refimpl.guest.nested.nested_translate` on it, and returns a
 :class:`NestedReport`: every memory reference in order, where each one sits
 in the two-dimensional grid, and the outcome with its routing (a #PF for L2
 or a VM exit to L1). :func:`nested_html` renders a report, up to a chosen
@@ -28,7 +28,7 @@ The fixed layout
 Glossary
 --------
 step
-    As in :class:`refimpl.nested.NestedRef`: which L2-physical address an
+    As in :class:`refimpl.guest.nested.NestedRef`: which L2-physical address an
     EPT walk translates (0 for L2's root table, the last one for the data
     page).
 target
@@ -41,12 +41,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from ..cpu import CpuState, PagingMode
-from ..formats import EPT_EXIT_QUAL, EPTP
-from ..memory import GuestMemory
-from ..nested import NestedResult, nested_translate
-from ..walker import ACCESS_USER
-from .walk import (
+from refimpl.guest.cpu import CpuState, PagingMode
+from refimpl.guest.formats import EPT_EXIT_QUAL, EPTP
+from refimpl.guest.memory import GuestMemory
+from refimpl.guest.nested import NestedResult, nested_translate
+from refimpl.guest.walker import ACCESS_USER
+from refimpl.viz.walk import (
     ACCESSES,
     MODES,
     TABLE_GPA,
@@ -57,7 +57,7 @@ from .walk import (
     index_at,
     levels,
 )
-from ..errors import check_choice, check_instance, check_range
+from refimpl.errors import check_choice, check_instance, check_range
 
 #: Where L1 puts each L2 page: L2 page ``P`` is at L1 ``P + L1_OFFSET``.
 L1_OFFSET = 0x100000
@@ -197,12 +197,12 @@ class NestedSetup:
 
     @property
     def paging_mode(self) -> PagingMode:
-        """L2's :class:`refimpl.cpu.PagingMode`."""
+        """L2's :class:`refimpl.guest.cpu.PagingMode`."""
         return MODES[self.mode]
 
     @property
     def access_bits(self) -> int:
-        """The access as :func:`refimpl.nested.nested_translate` takes it."""
+        """The access as :func:`refimpl.guest.nested.nested_translate` takes it."""
         return ACCESSES[self.access] | (ACCESS_USER if self.user else 0)
 
     @property
@@ -261,7 +261,7 @@ class NestedRow:
     phase : str
         ``"walk"``, or ``"pdptr"`` for PAE's PDPTE load.
     step : int
-        As ``step`` of :class:`refimpl.nested.NestedRef`.
+        As ``step`` of :class:`refimpl.guest.nested.NestedRef`.
     level : int
     name : str
         ``"EPT PML4E"`` ... ``"EPT PTE"`` or L2's entry name.
@@ -304,7 +304,7 @@ class NestedReport:
     ----------
     setup : NestedSetup
     gva : int
-    result : refimpl.nested.NestedResult
+    result : refimpl.guest.nested.NestedResult
     rows : tuple of NestedRow
         Every reference, in order.
     grid_rows : tuple of str

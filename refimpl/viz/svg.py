@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
-from ..errors import UnknownName, check_fields, check_instance, check_range
+from refimpl.errors import UnknownName, check_fields, check_instance, check_range
 
 #: Fill and stroke of each box style.
 STYLES: dict[str, tuple[str, str, str]] = {

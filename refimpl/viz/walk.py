@@ -4,7 +4,7 @@ A :class:`WalkSetup` names everything a reader can change: the paging mode,
 CR0.WP, CR4.PSE/SMEP/SMAP/PKE, EFER.NXE, RFLAGS.AC, the access, and the bits
 of one entry per level. :func:`explain_walk` builds the smallest guest
 memory that holds those entries (one table per level, at fixed addresses),
-runs :func:`refimpl.walker.translate` on it, and returns a
+runs :func:`refimpl.guest.walker.translate` on it, and returns a
 :class:`WalkReport`: the walk level by level, the rights accumulated so far
 at each level, the outcome, and the rule that decided it.
 :func:`walk_html` renders a report as the HTML the widget shows.
@@ -28,13 +28,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from html import escape
 
-from ..cpu import CpuState, PagingMode
-from ..faults import WalkError
-from ..formats import ACC, CR0, CR4, EFER, PFERR, PTE32, PTE64, RFLAGS
-from ..memory import GuestMemory
-from ..permissions import PFEC_INDEX_MASK, permission_fault
-from ..walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, TranslateResult, translate, walk_context
-from ..errors import check_bool, check_choice, check_fields, check_instance, check_int, check_range
+from refimpl.guest.cpu import CpuState, PagingMode
+from refimpl.guest.faults import WalkError
+from refimpl.guest.formats import ACC, CR0, CR4, EFER, PFERR, PTE32, PTE64, RFLAGS
+from refimpl.guest.memory import GuestMemory
+from refimpl.guest.permissions import PFEC_INDEX_MASK, permission_fault
+from refimpl.guest.walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, TranslateResult, translate, walk_context
+from refimpl.errors import check_bool, check_choice, check_fields, check_instance, check_int, check_range
 
 #: The modes the explorer offers, by the name shown in its menu.
 MODES: dict[str, PagingMode] = {
@@ -208,7 +208,7 @@ class WalkSetup:
 
     @property
     def paging_mode(self) -> PagingMode:
-        """The :class:`refimpl.cpu.PagingMode` of ``mode``."""
+        """The :class:`refimpl.guest.cpu.PagingMode` of ``mode``."""
         return MODES[self.mode]
 
     def entry(self, level: int) -> EntryBits:
@@ -243,7 +243,7 @@ class WalkSetup:
 
     @property
     def access_bits(self) -> int:
-        """The access as :func:`refimpl.walker.translate` takes it."""
+        """The access as :func:`refimpl.guest.walker.translate` takes it."""
         return ACCESSES[self.access] | (ACCESS_USER if self.user else 0)
 
     def cpu(self) -> CpuState:
@@ -274,7 +274,7 @@ def build_memory(setup: WalkSetup) -> GuestMemory:
 
     A non-leaf entry points to the next level's table. An entry that ends
     the walk (level 1, or bit 7 where it means a large page, as
-    :meth:`refimpl.walker.WalkContext.is_last_gpte` decides) maps
+    :meth:`refimpl.guest.walker.WalkContext.is_last_gpte` decides) maps
     :data:`PAGE_GPA`; the leaf also carries the protection key in 4/5-level
     paging. Entries below the leaf are written too, but never read.
     """
@@ -366,7 +366,7 @@ def broken_rules(
 
     This is the explanation the explorer prints; ``tests/test_viz.py``
     checks, for every input, that it is empty exactly when
-    :func:`refimpl.permissions.permission_fault` allows the access, and
+    :func:`refimpl.guest.permissions.permission_fault` allows the access, and
     contains ``PK`` exactly when that function reports PK.
     """
     acc = check_int("acc", acc)
@@ -433,7 +433,7 @@ class WalkReport:
     gva : int
         The translated address.
     result : TranslateResult
-        What :func:`refimpl.walker.translate` returned.
+        What :func:`refimpl.guest.walker.translate` returned.
     rows : tuple of WalkRow
         The walk, top down.
     outcome : str

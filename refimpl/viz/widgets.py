@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from .bitmap import BitmapSetup, bitmap_html, explain_lookup
-from .layouts import LayoutSetup, explain_layout, layout_html
-from .nested import EPT_LEVELS, NestedSetup, entries, explain_nested, nested_html, targets
-from .walk import (
+from refimpl.viz.bitmap import BitmapSetup, bitmap_html, explain_lookup
+from refimpl.viz.layouts import LayoutSetup, explain_layout, layout_html
+from refimpl.viz.nested import EPT_LEVELS, NestedSetup, entries, explain_nested, nested_html, targets
+from refimpl.viz.walk import (
     ACCESSES,
     MODES,
     EntryBits,
