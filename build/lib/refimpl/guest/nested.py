@@ -1,0 +1,837 @@
+"""Nested (two-dimensional) paging: an L2 address through L2's tables and L1's EPT/NPT.
+
+Three levels of software are involved. L0 is KVM on the host. L1 is a guest
+hypervisor that KVM runs. L2 is L1's guest. When L1 runs L2 with EPT (Intel)
+or NPT (AMD), an L2 virtual address (gva) becomes an L2 physical address
+through L2's own page tables, and every L2 physical address, *including the
+address of each of L2's page tables*, becomes an L1 physical address through
+L1's EPT or NPT tables. This module models that composition as KVM's
+emulator does it: the ordinary guest walker
+(:func:`refimpl.guest.walker.walk_addr_generic`) walks L2's tables, and its
+``translate_gpa`` hook (KVM's ``kvm_translate_gpa`` /
+``translate_nested_gpa``) sends each table address and the final address
+through a walk of L1's EPT (:func:`refimpl.guest.ept.ept_walk_context`) or NPT
+(:func:`refimpl.guest.ept.npt_translate`).
+
+What it models
+--------------
+* The order and number of memory references (:class:`NestedRef`): with an
+  ``n``-level L2 walk over an ``m``-level EPT/NPT walk, ``(n+1)(m+1) - 1``
+  (24 for four levels over four).
+* Fault routing (:class:`NestedFault`): a failure in L2's tables is a #PF
+  for L2; a failure in L1's EPT/NPT is a VM exit to L1 (EPT violation with
+  an exit qualification, EPT misconfiguration, or #NPF with exit_info_1/2).
+* A/D: L2's entries get A (and D) only when the whole walk succeeds, as in a
+  one-dimensional walk; L1's EPT/NPT entries get A (and D) from each inner
+  walk that succeeds, including the ones for L2's tables, because KVM
+  translates table addresses with a write access (setting A/D writes them).
+* :func:`flatten`: the single table a shadow of the composition would hold
+  (gva to L1 gpa, rights ANDed), built by scanning, for differential tests.
+
+Glossary
+--------
+L0, L1, L2
+    The host (KVM), the guest hypervisor, and L1's guest.
+L2 gpa, L1 gpa
+    An address in L2's physical space (what L2's tables contain), and in
+    L1's physical space (what L1's EPT/NPT leaves contain; KVM's memslots
+    map it to host memory).
+dimension
+    Which tables a reference reads: ``"L2"`` (L2's page tables) or ``"EPT"``
+    / ``"NPT"`` (L1's tables for L2).
+step
+    The L2-physical address an inner walk serves: 0 for the address of L2's
+    root table, ``k`` for the table read at the ``k``-th level of L2's walk,
+    ``n`` for the final page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from refimpl.guest.cpu import CpuState, PagingMode
+from refimpl.guest.ept import (
+    EPTP_MEMORY_TYPES,
+    EPTP_WALK_LENGTHS,
+    EptFault,
+    _check_flag,
+    _check_maxphyaddr,
+    ept_violation_exit_qualification,
+    ept_walk_context,
+    npt_translate,
+)
+from refimpl.guest.faults import WalkError, fault_for
+from refimpl.guest.formats import CR0, CR4, EFER, EPT_EXIT_QUAL, EPTP, PFERR, PTE64, PTTYPE32, pse36_addr
+from refimpl.errors import check_bool, check_instance
+from refimpl.guest.memory import GuestMemory, check_int
+from refimpl.guest.walker import (
+    ACCESS_FETCH,
+    ACCESS_WRITE,
+    PAE_CR3_PDPT_MASK,
+    check_access,
+    check_gva,
+    is_canonical,
+    load_pdptrs,
+    root_table,
+    walk_addr_generic,
+    walk_context,
+)
+
+#: exit_info_1 bit 32 of a #NPF: the fault was on the final guest-physical
+#: access (KVM's ``PFERR_GUEST_FINAL_MASK``).
+PFERR_GUEST_FINAL = 1 << 32
+#: exit_info_1 bit 33 of a #NPF: the fault was on an access to one of the
+#: guest's page tables (KVM's ``PFERR_GUEST_PAGE_MASK``).
+PFERR_GUEST_PAGE = 1 << 33
+
+_PAGE = ~0xFFF
+_U = int(PFERR.U)
+_WF = ACCESS_WRITE | ACCESS_FETCH
+
+
+@dataclass(frozen=True)
+class NestedRef:
+    """One memory reference of a two-dimensional walk.
+
+    Parameters
+    ----------
+    dimension : str
+        ``"L2"`` for an entry of L2's tables, ``"EPT"`` or ``"NPT"`` for an
+        entry of L1's tables.
+    step : int
+        For an ``"L2"`` entry, its position in L2's walk (1 = root table);
+        for an EPT/NPT entry, the L2-physical address being translated: ``k``
+        for the table that the L2 walk reads next at position ``k + 1``, and
+        the last step for the final page.
+    level : int
+        Level of the entry in its own hierarchy.
+    address : int
+        Where the entry was read: an L1 guest-physical address.
+    value : int
+        The entry as read (before any A/D update).
+    l2_gpa : int
+        For an ``"L2"`` entry, its own L2 guest-physical address; for an
+        EPT/NPT entry, the (page-aligned) L2 gpa its walk translates.
+    phase : str
+        ``"walk"``, or ``"pdptr"`` for the PAE PDPTE load that precedes it.
+
+    KVM
+    ---
+    The reads done by ``FNAME(walk_addr_generic)`` in
+    ``arch/x86/kvm/mmu/paging_tmpl.h``: one copy walking L2's tables
+    (``nested_mmu``) and, inside each ``kvm_translate_gpa``, the EPT or NPT
+    copy walking L1's tables (``guest_mmu``).
+    """
+
+    dimension: str
+    step: int
+    level: int
+    address: int
+    value: int
+    l2_gpa: int
+    phase: str = "walk"
+
+
+@dataclass(frozen=True)
+class NestedFault:
+    """Where a failed nested translation is delivered, and with what.
+
+    Parameters
+    ----------
+    target : str
+        ``"L2"`` (an exception injected into L2) or ``"L1"`` (a VM exit).
+    kind : str
+        ``"#PF"``, ``"#GP"``, ``"EPT violation"``, ``"EPT misconfiguration"``
+        or ``"#NPF"``.
+    address : int
+        For #PF, the gva (CR2). For a VM exit, the L2 guest-physical address
+        that L1's tables failed to translate (``guest_physical_address`` in
+        the VMCS, ``exit_info_2`` in the VMCB); page-aligned, as KVM passes
+        page addresses to ``kvm_translate_gpa``.
+    error_code : int
+        #PF: the error code. EPT: KVM's EPT walker error code (``P|RSVD``
+        for a misconfiguration). #NPF: the same as ``exit_info_1``.
+    reason : refimpl.guest.faults.WalkError
+        Why the failing walk stopped.
+    level : int or None
+        Level where the failing walk (L2's, or L1's) stopped.
+    final : bool
+        VM exits only: the failure was on the final access, not on one of
+        L2's tables.
+    exit_qualification : int or None
+        EPT violations only (classic KVM; see :func:`nested_translate`).
+    exit_info_1, exit_info_2 : int or None
+        #NPF only.
+    vector : int or None
+        For an exception into L2: 14 or 13.
+
+    KVM
+    ---
+    ``kvm_inject_emulated_page_fault`` (``arch/x86/kvm/x86.c``) picks the
+    target: the faulting context's ``inject_page_fault``, which is
+    ``nested_ept_inject_page_fault`` (``arch/x86/kvm/vmx/nested.c``) or
+    ``nested_svm_inject_npf_exit`` (``arch/x86/kvm/svm/nested.c``) for a
+    fault found in L1's tables, and ``kvm_inject_page_fault`` for L2's own.
+    """
+
+    target: str
+    kind: str
+    address: int
+    error_code: int
+    reason: WalkError
+    level: int | None
+    final: bool = False
+    exit_qualification: int | None = None
+    exit_info_1: int | None = None
+    exit_info_2: int | None = None
+    vector: int | None = None
+
+
+@dataclass(frozen=True)
+class NestedResult:
+    """The result of :func:`nested_translate`.
+
+    Parameters
+    ----------
+    l1_gpa : int or None
+        The L1 guest-physical address reached, or None on a fault.
+    l2_gpa : int or None
+        The L2 guest-physical address (what L2's tables map the gva to);
+        known also when only the final EPT/NPT walk failed.
+    fault : refimpl.guest.nested.NestedFault or None
+    level : int or None
+        Level of L2's leaf (or of the L2 entry where the walk stopped).
+    trace : tuple of refimpl.guest.nested.NestedRef
+        Every memory reference, in order.
+    access_rights : int
+        L2's ACC rights of the page on success, as
+        ``access_rights`` of :class:`refimpl.guest.walker.TranslateResult`.
+
+    KVM
+    ---
+    ``struct guest_walker`` after ``FNAME(walk_addr_generic)`` with
+    ``nested_mmu``: ``gfn`` is the L1 frame, ``fault`` the exception.
+    """
+
+    l1_gpa: int | None
+    l2_gpa: int | None
+    fault: NestedFault | None
+    level: int | None
+    trace: tuple[NestedRef, ...]
+    access_rights: int = 0
+
+    def references(self, phase: str = "walk") -> int:
+        """How many memory references of ``phase`` the translation made."""
+        return sum(1 for r in self.trace if r.phase == phase)
+
+
+def reference_count(l2_levels: int, l1_levels: int) -> int:
+    """Memory references of a successful two-dimensional walk with 4 KiB pages.
+
+    Each of the ``n`` L2 tables costs an ``m``-level walk of L1's tables
+    (to find the table) plus one read (the entry); the final page costs one
+    more ``m``-level walk: ``n(m + 1) + m = (n + 1)(m + 1) - 1``.
+
+    Parameters
+    ----------
+    l2_levels : int
+        ``n``: L2 table levels read from memory during the walk (2 for
+        32-bit and for PAE, whose PDPTEs are loaded with CR3; 4 or 5).
+    l1_levels : int
+        ``m``: levels of L1's EPT/NPT (4 or 5).
+
+    KVM
+    ---
+    Not a KVM function: the cost of ``FNAME(walk_addr_generic)`` with
+    ``kvm_translate_gpa`` on every table and on the final address.
+    """
+    n = check_int("l2_levels", l2_levels)
+    m = check_int("l1_levels", l1_levels)
+    if not 1 <= n <= 5:
+        raise ValueError(f"l2_levels must be in [1, 5], got {n}")
+    if not 1 <= m <= 5:
+        raise ValueError(f"l1_levels must be in [1, 5], got {m}")
+    return (n + 1) * (m + 1) - 1
+
+
+class _Inner:
+    """The second dimension: L2 gpa to L1 gpa through L1's EPT or NPT."""
+
+    def __init__(self, mem, *, eptp, ncr3, l1_cr4, l1_efer, maxphyaddr, execute_only):
+        self.mem = mem
+        self.eptp = eptp
+        self.ncr3 = ncr3
+        self.l1_cr4 = l1_cr4
+        self.l1_efer = l1_efer
+        self.maxphyaddr = maxphyaddr
+        if eptp is not None:
+            self.dimension = "EPT"
+            self.ctx = ept_walk_context(
+                EPTP.WALK_LENGTH.get(eptp) + 1, bool(EPTP.AD.get(eptp)), maxphyaddr, execute_only
+            )
+        else:
+            self.dimension = "NPT"
+        self.calls: list[tuple[int, int, tuple]] = []  # (l2 page, access, trace)
+        self.failure = None  # (l2 page, access, inner fault)
+
+    def translate(self, l2_page: int, access: int):
+        # translate_nested_gpa: "NPT walks are always user walks", for EPT too.
+        access = (access & _WF) | _U
+        if self.eptp is not None:
+            walk = walk_addr_generic(self.mem, self.ctx, self.eptp, l2_page, access)
+            self.calls.append((l2_page, access, walk.trace))
+            if walk.error is None:
+                return walk.gpa, None
+            fault = EptFault(
+                kind="misconfig" if walk.error is WalkError.RSVD else "violation",
+                level=walk.level,
+                error_code=walk.errcode | access,
+                ept_rwx=walk.pte_access & 7,
+                reason=walk.error,
+            )
+        else:
+            limit = 1 << (52 if self.l1_efer & (1 << 10) else 32)
+            if l2_page >= limit:  # not reachable through a legacy NPT
+                fault = fault_for(WalkError.NO_MEMSLOT, access, has_pferr_fetch=True)
+                self.calls.append((l2_page, access, ()))
+                self.failure = (l2_page, access, fault)
+                return None, fault
+            r = npt_translate(
+                self.mem, self.ncr3, l2_page, access & _WF, cr4=self.l1_cr4,
+                efer=self.l1_efer, maxphyaddr=self.maxphyaddr,
+            )
+            self.calls.append((l2_page, access, r.trace))
+            if r.fault is None:
+                return r.gpa, None
+            fault = r.fault
+        self.failure = (l2_page, access, fault)
+        return None, fault
+
+    def routed(self, final: bool) -> NestedFault:
+        l2_page, _access, fault = self.failure
+        if self.eptp is not None:
+            # Classic KVM keeps bits 7 and 8 from the hardware exit it is
+            # handling; here they are what hardware reports for this access:
+            # a linear address was being translated, and it was the final
+            # access or a paging-structure one.
+            hw = EPT_EXIT_QUAL.GVA_IS_VALID.bit
+            if final:
+                hw |= EPT_EXIT_QUAL.GVA_TRANSLATED.bit
+            return ept_exit_to_l1(fault, l2_page, final=final, hw_exit_qualification=hw)
+        return npf_exit_to_l1(fault.error_code, fault.reason, fault.level, l2_page, final=final)
+
+
+def ept_exit_to_l1(fault: EptFault, l2_page: int, *, final: bool,
+                   hw_exit_qualification: int) -> NestedFault:
+    """The VM exit L1 gets when a walk of its EPT for ``l2_page`` failed.
+
+    A misconfiguration (RSVD in the walker's error code) becomes an EPT
+    misconfiguration exit; anything else an EPT violation whose exit
+    qualification :func:`refimpl.guest.ept.ept_violation_exit_qualification`
+    builds, keeping bits 7 and 8 of ``hw_exit_qualification``.
+
+    KVM
+    ---
+    ``nested_ept_inject_page_fault`` in ``arch/x86/kvm/vmx/nested.c``.
+    """
+    check_instance("fault", fault, EptFault)
+    l2_page = check_int("l2_page", l2_page)
+    final = check_bool("final", final)
+    hw_exit_qualification = check_int("hw_exit_qualification", hw_exit_qualification)
+    if fault.kind == "misconfig":
+        return NestedFault("L1", "EPT misconfiguration", l2_page, fault.error_code,
+                           fault.reason, fault.level, final)
+    qual = ept_violation_exit_qualification(fault, hw_exit_qualification=hw_exit_qualification)
+    return NestedFault("L1", "EPT violation", l2_page, fault.error_code, fault.reason,
+                       fault.level, final, exit_qualification=qual)
+
+
+def npf_exit_to_l1(error_code: int, reason: WalkError, level: int | None, l2_page: int, *,
+                   final: bool) -> NestedFault:
+    """The #NPF exit L1 gets when a walk of its NPT for ``l2_page`` failed.
+
+    exit_info_1 is the walker's error code plus GUEST_FINAL (the final
+    access) or GUEST_PAGE (one of L2's tables); exit_info_2 the L2 gpa.
+
+    KVM
+    ---
+    ``nested_svm_inject_npf_exit`` in ``arch/x86/kvm/svm/nested.c``.
+    """
+    error_code = check_int("error_code", error_code)
+    check_instance("reason", reason, WalkError)
+    if level is not None:
+        level = check_int("level", level)
+    l2_page = check_int("l2_page", l2_page)
+    final = check_bool("final", final)
+    info1 = error_code | (PFERR_GUEST_FINAL if final else PFERR_GUEST_PAGE)
+    return NestedFault("L1", "#NPF", l2_page, info1, reason, level, final,
+                       exit_info_1=info1, exit_info_2=l2_page)
+
+
+def _check_eptp(eptp: object) -> int:
+    eptp = check_int("eptp", eptp)
+    if not 0 <= eptp < 1 << 64:
+        raise ValueError(f"eptp must be in [0, 2**64), got {eptp:#x}")
+    if EPTP.MT.get(eptp) not in EPTP_MEMORY_TYPES:
+        raise ValueError(f"eptp memory type (bits 2:0) must be 0 or 6, got {EPTP.MT.get(eptp)}")
+    if EPTP.WALK_LENGTH.get(eptp) not in EPTP_WALK_LENGTHS:
+        raise ValueError("eptp walk length (bits 5:3) must be 3 or 4 (four or five levels)")
+    return eptp
+
+
+def nested_translate(
+    l1_mem: GuestMemory,
+    l2_cpu: CpuState,
+    gva: int,
+    access: int = 0,
+    *,
+    eptp: int | None = None,
+    ncr3: int | None = None,
+    l1_cr4: int | None = None,
+    l1_efer: int | None = None,
+    maxphyaddr: int = 52,
+    execute_only: bool = True,
+) -> NestedResult:
+    """Translate an L2 virtual address through L2's tables and L1's EPT or NPT.
+
+    L2's tables hold L2-physical addresses. Before each of L2's tables is
+    read, its page address goes through L1's tables (an inner walk) to an
+    L1-physical address, where the entry is read; after L2's walk reaches a
+    leaf and its rights allow the access, the final page goes through L1's
+    tables as well. Exactly one of ``eptp`` and ``ncr3`` selects EPT or NPT.
+
+    Parameters
+    ----------
+    l1_mem : refimpl.guest.memory.GuestMemory
+        L1's physical memory: L1's EPT/NPT tables, L2's tables (wherever
+        L1 maps them) and L2's data. A/D bits are written here.
+    l2_cpu : refimpl.guest.cpu.CpuState
+        L2's registers (paging mode, CR3 = an L2-physical address, WP, SMEP,
+        SMAP, NX, PKRU).
+    gva : int
+        The L2 linear address.
+    access : int
+        ``ACCESS_WRITE``, ``ACCESS_USER``, ``ACCESS_FETCH``,
+        ``ACCESS_IMPLICIT`` ORed, as for :func:`refimpl.guest.walker.translate`.
+    eptp : int or None
+        L1's EPT pointer for L2 (vmcs12): memory type 0/6, four or five
+        levels, bit 6 A/D.
+    ncr3, l1_cr4, l1_efer : int or None
+        L1's nested CR3 for L2 (vmcb12), and L1's CR4 and EFER, which give
+        the NPT format.
+    maxphyaddr : int
+        L1's MAXPHYADDR (reserved address bits of EPT/NPT entries).
+    execute_only : bool
+        EPT only: whether execute-only entries are allowed.
+
+    Returns
+    -------
+    refimpl.guest.nested.NestedResult
+
+    Raises
+    ------
+    TypeError, ValueError
+        Misuse only: bad types, both or neither of ``eptp``/``ncr3``, a bad
+        EPTP, ``gva`` or ``access`` out of range. Memory contents never raise.
+
+    Notes
+    -----
+    Access of the inner walks: ``U`` always (``translate_nested_gpa``); for
+    L2's tables also ``W``, because L2's format has A/D bits (KVM's
+    ``nested_access``), even when no A/D bit needs setting. Hardware with
+    EPT A/D disabled treats those reads as reads; KVM's emulation does not.
+    For the final page, the access's ``W``/``F`` plus ``U``.
+
+    EPT violation exit qualification: the classic form (facts 4.6): READ if
+    ``U`` (always), WRITE if ``W``, INSTR if ``F``, bits 5:3 the RWX found,
+    and bits 7/8 as hardware would report them for this access
+    (GVA_IS_VALID always; GVA_TRANSLATED for the final access only).
+    #NPF: exit_info_1 is the inner walk's error code plus GUEST_PAGE (bit 33)
+    for a table or GUEST_FINAL (bit 32) for the final page, as in the newest
+    KVM; exit_info_2 is the L2 gpa. Classic KVM's emulation path sets bit 32
+    in every case (a TODO in ``nested_svm_inject_npf_exit``).
+
+    KVM
+    ---
+    ``arch/x86/kvm/mmu/paging_tmpl.h`` (``FNAME(walk_addr_generic)``: a
+    ``kvm_translate_gpa`` per table and for the final gfn);
+    ``arch/x86/kvm/x86.c`` (``translate_nested_gpa``, ``load_pdptrs``);
+    ``arch/x86/kvm/vmx/nested.c`` (``nested_ept_inject_page_fault``);
+    ``arch/x86/kvm/svm/nested.c`` (``nested_svm_inject_npf_exit``).
+    """
+    if not isinstance(l1_mem, GuestMemory):
+        raise TypeError(f"l1_mem must be a GuestMemory, got {type(l1_mem).__name__}")
+    if not isinstance(l2_cpu, CpuState):
+        raise TypeError(f"l2_cpu must be a CpuState, got {type(l2_cpu).__name__}")
+    gva = check_gva(gva, l2_cpu)
+    access = check_access(access)
+    maxphyaddr = _check_maxphyaddr(maxphyaddr)
+    execute_only = _check_flag("execute_only", execute_only)
+    if (eptp is None) == (ncr3 is None):
+        raise ValueError("eptp, ncr3: give exactly one (EPT or NPT)")
+    if eptp is not None:
+        eptp = _check_eptp(eptp)
+    else:
+        ncr3 = check_int("ncr3", ncr3)
+        if l1_cr4 is None or l1_efer is None:
+            raise ValueError("l1_cr4, l1_efer: required with ncr3 (they give the NPT format)")
+        l1_cr4 = check_int("l1_cr4", l1_cr4)
+        l1_efer = check_int("l1_efer", l1_efer)
+    inner = _Inner(l1_mem, eptp=eptp, ncr3=ncr3, l1_cr4=l1_cr4, l1_efer=l1_efer,
+                   maxphyaddr=maxphyaddr, execute_only=execute_only)
+    dim = inner.dimension
+    trace: list[NestedRef] = []
+
+    def inner_refs(step: int, phase: str = "walk") -> None:
+        l2_page, _acc, refs = inner.calls[len(inner_refs.seen)]
+        inner_refs.seen.append(l2_page)
+        trace.extend(NestedRef(dim, step, lv, a, v, l2_page, phase) for lv, a, v in refs)
+
+    inner_refs.seen = []  # type: ignore[attr-defined]
+
+    mode = l2_cpu.mode
+    if mode is PagingMode.NONE:  # L2 without paging: the gva is an L2 gpa
+        l1, _ = inner.translate(gva & _PAGE, access)
+        inner_refs(0)
+        if l1 is None:
+            return NestedResult(None, gva, inner.routed(True), None, tuple(trace))
+        return NestedResult(l1 | (gva & 0xFFF), gva, None, None, tuple(trace))
+    if mode.long_mode and not is_canonical(gva, l2_cpu.linear_address_bits):
+        f = fault_for(WalkError.NON_CANONICAL, access, has_pferr_fetch=l2_cpu.has_pferr_fetch)
+        return NestedResult(None, None, _l2_fault(f, gva), None, ())
+
+    ctx = walk_context(l2_cpu)
+    pdpte = None
+    root = root_table(l2_cpu)
+    if mode is PagingMode.PAE:
+        # load_pdptrs: CR3's page goes through L1's tables (a table access,
+        # with W|U), then the four PDPTEs are read from the L1 page.
+        cr3 = l2_cpu.cr3 & PAE_CR3_PDPT_MASK
+        page, _ = inner.translate(cr3 & _PAGE, ACCESS_WRITE | _U)
+        inner_refs(0, "pdptr")
+        if page is None:
+            return NestedResult(None, None, inner.routed(False), None, tuple(trace))
+        pdptes = load_pdptrs(l1_mem, page | (cr3 & 0xFFF), l2_cpu.maxphyaddr)
+        if pdptes is None:
+            f = fault_for(WalkError.BAD_PDPTE, access, has_pferr_fetch=l2_cpu.has_pferr_fetch)
+            return NestedResult(None, None, _l2_fault(f, gva), None, tuple(trace))
+        i = (gva >> 30) & 3
+        pdpte = pdptes[i]
+        trace.append(NestedRef("L2", 0, 3, pdpte[0], pdpte[1], cr3 + 8 * i, "pdptr"))
+        root = 0
+    inner.calls.clear()
+    inner_refs.seen.clear()
+
+    walk = walk_addr_generic(
+        l1_mem, ctx, root, gva, access, rflags_ac=l2_cpu.ac, pkru=l2_cpu.pkru,
+        pdpte=pdpte, translate_gpa=inner.translate,
+    )
+    entries = walk.trace[1:] if pdpte is not None else walk.trace
+    for k, (level, address, value) in enumerate(entries):
+        inner_refs(k)
+        l2_entry = inner.calls[k][0] | (address & 0xFFF)
+        trace.append(NestedRef("L2", k + 1, level, address, value, l2_entry))
+    if len(inner.calls) > len(entries):
+        inner_refs(len(entries))
+    l2_gpa = None
+    if walk.nested_fault is not None:
+        # The failing inner walk was for the final page if L2's walk had
+        # already reached its leaf (the last entry read is at walk.level).
+        final = bool(entries) and entries[-1][0] == walk.level
+        if final:
+            l2_gpa = _l2_gpa(ctx, entries[-1], gva)
+        return NestedResult(None, l2_gpa, inner.routed(final), walk.level, tuple(trace))
+    if walk.error is not None:
+        f = fault_for(walk.error, access, has_pferr_fetch=ctx.has_pferr_fetch,
+                      perm_errcode=walk.errcode, level=walk.level)
+        return NestedResult(None, None, _l2_fault(f, gva), walk.level, tuple(trace), walk.acc)
+    l2_gpa = _l2_gpa(ctx, entries[-1], gva)
+    return NestedResult(walk.gpa, l2_gpa, None, walk.level, tuple(trace), walk.acc)
+
+
+def _l2_gpa(ctx, leaf: tuple[int, int, int], gva: int) -> int:
+    level, _address, pte = leaf
+    gpa = (pte & ctx._leaf_mask[level]) | (gva & ctx._offset_mask[level])
+    if level == 2 and ctx.fmt is PTTYPE32:
+        gpa |= pse36_addr(pte)
+    return gpa
+
+
+def _l2_fault(f, gva: int) -> NestedFault:
+    kind = "#PF" if f.vector == 14 else "#GP"
+    return NestedFault("L2", kind, gva if f.vector == 14 else 0, f.error_code, f.reason,
+                       f.level, vector=f.vector)
+
+
+# ---------------------------------------------------------------------------
+# The flattened table: what a shadow of the composition would hold.
+# ---------------------------------------------------------------------------
+
+_EPT_ALLOWED = 0x000F_FFFF_FFFF_F3FF | (1 << 63)  # RWX MT IPAT PS A D, address, SVE
+_ADDR = PTE64.ADDR.mask
+_NX = PTE64.XD.bit
+
+
+def _ept_pages(mem: GuestMemory, eptp: int, execute_only: bool) -> dict[int, tuple[int, int]]:
+    """L2 frame -> (L1 frame, R|W|X ANDed), by scanning L1's EPT tables.
+
+    Written separately from the walker: a recursive scan over every entry.
+    Entries the scan does not understand (unknown bits, W without R, a bad
+    leaf memory type, execute-only without support) map nothing.
+    """
+    out: dict[int, tuple[int, int]] = {}
+    levels = EPTP.WALK_LENGTH.get(eptp) + 1
+
+    def scan(table: int, level: int, base: int, rights: int) -> None:
+        for i in range(512):
+            a = table + 8 * i
+            if not mem.contains(a, 8):
+                return
+            e = mem.read64(a)
+            rwx = e & 7
+            if not rwx or e & ~_EPT_ALLOWED or (rwx & 2 and not rwx & 1):
+                continue
+            if rwx == 4 and not execute_only:
+                continue
+            r = rights & rwx
+            span = 1 << (12 + 9 * (level - 1))
+            start = base + i * span
+            leaf = level == 1 or (e >> 7) & 1
+            if leaf:
+                if level > 3 or (e >> 3) & 7 in (2, 3, 7):
+                    continue
+                frame = (e & _ADDR & ~(span - 1)) >> 12
+                for j in range(span >> 12):
+                    out[(start >> 12) + j] = (frame + j, r)
+            else:
+                if e & 0x78:  # MT/IPAT bits are reserved in tables
+                    continue
+                scan(e & _ADDR, level - 1, start, r)
+
+    scan(eptp & _ADDR, levels, 0, 7)
+    return out
+
+
+def _npt_pages(mem: GuestMemory, ncr3: int, l1_cr4: int, l1_efer: int,
+               maxphyaddr: int) -> dict[int, tuple[int, int]]:
+    """L2 frame -> (L1 frame, R|W|X), by scanning L1's 64-bit NPT tables.
+
+    A page is mapped (R) when every entry on its path is present, user
+    (NPT walks are user walks) and free of reserved bits; W is the AND of
+    the W bits, X is clear if any entry has NX (with L1's EFER.NX).
+    """
+    cpu = CpuState(cr0=CR0.PE.bit | CR0.PG.bit, cr3=ncr3, cr4=l1_cr4 & ~CR4.PKE.mask,
+                   efer=l1_efer, maxphyaddr=maxphyaddr)
+    ctx = walk_context(cpu)
+    rsvd = ctx.rsvd.rsvd_bits_mask
+    nx_on = cpu.nx
+    out: dict[int, tuple[int, int]] = {}
+
+    def scan(table: int, level: int, base: int, w: int, x: int) -> None:
+        for i in range(512):
+            a = table + 8 * i
+            if not mem.contains(a, 8):
+                return
+            e = mem.read64(a)
+            if e & 5 != 5 or e & rsvd[(e >> 7) & 1][level - 1]:
+                continue  # not present, not user, or malformed
+            w2 = w & (e >> 1) & 1
+            x2 = x & (0 if nx_on and e >> 63 else 1)
+            span = 1 << (12 + 9 * (level - 1))
+            start = base + i * span
+            if level == 1 or (e >> 7) & 1:
+                frame = (e & _ADDR & ~(span - 1)) >> 12
+                for j in range(span >> 12):
+                    out[(start >> 12) + j] = (frame + j, 1 | w2 << 1 | x2 << 2)
+            else:
+                scan(e & _ADDR, level - 1, start, w2, x2)
+
+    scan(root_table(cpu), ctx.root_level, 0, 1, 1)
+    return out
+
+
+def _l2_leaves(l1_mem: GuestMemory, l2_cpu: CpuState,
+               second: dict[int, tuple[int, int]]) -> dict[int, int]:
+    """gva page -> flattened 64-bit leaf, by scanning L2's tables in any mode.
+
+    Each L2 table is read at the L1 address ``second`` gives for its page
+    (which must be R and W there: KVM's nested access for tables is
+    ``W|U``); leaves are kept if the final page is R in ``second``.
+    """
+    ctx = walk_context(l2_cpu)  # reserved-bit masks shared with the walker
+    fmt = ctx.fmt
+    nbytes, bits = fmt.entry_bytes, fmt.level_bits
+    rsvd = ctx.rsvd.rsvd_bits_mask
+    nx_on = l2_cpu.nx and fmt.nx_mask
+    long_mode = l2_cpu.mode.long_mode
+    leaves: dict[int, int] = {}
+
+    def l1_address(l2_addr: int) -> int | None:
+        m = second.get(l2_addr >> 12)
+        if m is None or m[1] & 3 != 3:  # the table page must be R and W
+            return None
+        return (m[0] << 12) | (l2_addr & 0xFFF)
+
+    def scan(l2_table: int, level: int, base: int, w: int, u: int, nx: int) -> None:
+        table = l1_address(l2_table & ~0xFFF)
+        if table is None:
+            return
+        for i in range(4096 // nbytes):
+            a = table + nbytes * i
+            if not l1_mem.contains(a, nbytes):
+                return
+            e = l1_mem._load(a, nbytes)
+            if not e & 1 or e & rsvd[(e >> 7) & 1][level - 1]:
+                continue
+            w2, u2 = w & (e >> 1) & 1, u & (e >> 2) & 1
+            nx2 = nx | ((e >> 63) & 1 if nx_on else 0)
+            span = 1 << (12 + bits * (level - 1))
+            start = base + i * span
+            if ctx.is_last_gpte(level, e):
+                frame = (e & ctx._leaf_mask[level]) >> 12  # type: ignore[attr-defined]
+                if fmt is PTTYPE32 and level == 2:
+                    frame |= pse36_addr(e) >> 12
+                pkey = e & (0xF << 59) if long_mode else 0
+                for j in range(span >> 12):
+                    f = second.get(frame + j)
+                    if f is None or not f[1] & 1:
+                        continue
+                    pte = (f[0] << 12) | 1 | PTE64.A.bit | PTE64.D.bit
+                    pte |= (w2 & (f[1] >> 1) & 1) << 1 | u2 << 2
+                    if nx2 or not f[1] & 4:
+                        pte |= _NX
+                    leaves[start + (j << 12)] = pte | pkey
+            else:
+                scan(e & fmt.base_addr_mask, level - 1, start, w2, u2, nx2)
+
+    if l2_cpu.mode is PagingMode.PAE:
+        # load_pdptrs through the second dimension; a failing load maps nothing.
+        cr3 = l2_cpu.cr3 & PAE_CR3_PDPT_MASK
+        pdpt = l1_address(cr3 & _PAGE)
+        pdptes = None if pdpt is None else load_pdptrs(
+            l1_mem, pdpt | (cr3 & 0xFFF), l2_cpu.maxphyaddr)
+        for i, (_gpa, v) in enumerate(pdptes or ()):
+            if v & 1:
+                scan(v & _ADDR, 2, i << 30, 1, 1, 0)
+    else:
+        scan(root_table(l2_cpu), ctx.root_level, 0, 1, 1, 0)
+    return leaves
+
+
+def flatten(
+    l1_mem: GuestMemory,
+    l2_cpu: CpuState,
+    *,
+    eptp: int | None = None,
+    ncr3: int | None = None,
+    l1_cr4: int | None = None,
+    l1_efer: int | None = None,
+    execute_only: bool = True,
+    maxphyaddr: int = 52,
+) -> tuple[GuestMemory, CpuState]:
+    """One table mapping L2 virtual addresses straight to L1 physical ones.
+
+    Scans L1's EPT (``eptp``) or 64-bit NPT (``ncr3``) into a map of L2
+    frames, then scans L2's tables (32-bit, PAE, four- or five-level),
+    reading each through that map, and writes one 4 KiB leaf per mapped
+    page into fresh four-level tables (five-level for a five-level L2). A
+    page is mapped when L2's path to it is valid, every L2 table on the
+    path (and, for PAE, the PDPT page) is readable and writable in L1's
+    tables (KVM's nested access for tables is ``W|U``), and the final page
+    is readable there (every nested access carries ``U``: for EPT that
+    means R, for NPT a user page). Its rights are the AND of both
+    dimensions: W if L2 and L1 allow writes, U as L2 says, NX if L2 has NX
+    or L1's tables forbid execution. Every flattened entry has A and D set.
+
+    Parameters
+    ----------
+    l1_mem : refimpl.guest.memory.GuestMemory
+    l2_cpu : refimpl.guest.cpu.CpuState
+        L2's registers; any paged mode.
+    eptp : int or None
+        L1's EPT pointer.
+    ncr3, l1_cr4, l1_efer : int or None
+        L1's nested CR3, CR4 and EFER (64-bit NPT only: EFER.LMA=1).
+    execute_only : bool
+        EPT: whether execute-only entries are allowed.
+    maxphyaddr : int
+        L1's MAXPHYADDR (NPT reserved bits).
+
+    Returns
+    -------
+    (refimpl.guest.memory.GuestMemory, refimpl.guest.cpu.CpuState)
+        The flattened tables, and L2's registers with CR3 pointing at them.
+        A 32-bit or PAE L2 gets four-level long-mode registers (CR4.PAE,
+        EFER.LME/LMA/NX set, CR4.PSE/PKE cleared; CR0.WP, SMEP, SMAP kept):
+        its gvas are below 4 GiB, so the walk is the same kind of walk.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Misuse: both or neither of ``eptp``/``ncr3``, a bad EPTP, NPT
+        without long mode, or an L2 without paging.
+
+    Notes
+    -----
+    One case has no single-table equivalent: with L2's CR0.WP=0 a
+    supervisor write ignores W, so a page L1 maps read-only stays writable
+    for supervisor writes in the flat table, where the composed walk exits
+    to L1.
+
+    KVM
+    ---
+    Not a KVM structure: the equivalent single table. KVM's shadow of L1's
+    EPT/NPT (``guest_mmu``, :mod:`refimpl.host.tdp12`) holds L1's rights;
+    hardware ANDs them with L2's own tables at run time, giving the rights
+    built here.
+    """
+    if not isinstance(l1_mem, GuestMemory):
+        raise TypeError(f"l1_mem must be a GuestMemory, got {type(l1_mem).__name__}")
+    if not isinstance(l2_cpu, CpuState):
+        raise TypeError(f"l2_cpu must be a CpuState, got {type(l2_cpu).__name__}")
+    if l2_cpu.mode is PagingMode.NONE:
+        raise ValueError("l2_cpu: flatten needs L2 paging (CR0.PG=1)")
+    maxphyaddr = _check_maxphyaddr(maxphyaddr)
+    if (eptp is None) == (ncr3 is None):
+        raise ValueError("eptp, ncr3: give exactly one (EPT or NPT)")
+    if eptp is not None:
+        eptp = _check_eptp(eptp)
+        execute_only = _check_flag("execute_only", execute_only)
+        second = _ept_pages(l1_mem, eptp, execute_only)
+    else:
+        if l1_cr4 is None or l1_efer is None:
+            raise ValueError("l1_cr4, l1_efer: required with ncr3 (they give the NPT format)")
+        l1_efer = check_int("l1_efer", l1_efer)
+        if not l1_efer & EFER.LMA.bit:
+            raise ValueError("l1_efer: flatten supports 64-bit NPT only (EFER.LMA=1)")
+        second = _npt_pages(l1_mem, check_int("ncr3", ncr3), check_int("l1_cr4", l1_cr4),
+                            l1_efer, maxphyaddr)
+    leaves = _l2_leaves(l1_mem, l2_cpu, second)
+    top = 5 if l2_cpu.mode is PagingMode.LEVEL5 else 4
+
+    # Write the leaves into fresh tables: page 0 is the root.
+    tables: dict[tuple[int, int], int] = {}  # (level, gva prefix) -> table page index
+    pages = [bytearray(4096)]
+    tables[(top, 0)] = 0
+    for va, pte in sorted(leaves.items()):
+        t = 0
+        for level in range(top, 1, -1):
+            shift = 12 + 9 * (level - 1)
+            idx = (va >> shift) & 511
+            key = (level - 1, va >> shift)
+            child = tables.get(key)
+            if child is None:
+                child = tables[key] = len(pages)
+                pages.append(bytearray(4096))
+                entry = (child << 12) | 0x7 | PTE64.A.bit  # P, W, U, A
+                pages[t][idx * 8: idx * 8 + 8] = entry.to_bytes(8, "little")
+            t = child
+        idx = (va >> 12) & 511
+        pages[t][idx * 8: idx * 8 + 8] = pte.to_bytes(8, "little")
+    flat = GuestMemory(4096 * len(pages))
+    flat.write(0, bytes(b"".join(pages)))
+    if l2_cpu.mode.long_mode:
+        return flat, replace(l2_cpu, cr3=0)
+    cpu = replace(l2_cpu, cr3=0, cr4=(l2_cpu.cr4 | CR4.PAE.bit) & ~(CR4.PSE.mask | CR4.PKE.mask),
+                  efer=l2_cpu.efer | EFER.LME.bit | EFER.LMA.bit | EFER.NXE.bit)
+    return flat, cpu
