@@ -95,6 +95,12 @@ class WalkFigure:
     result: TranslateResult
     offset_hi: int | None
 
+    def __post_init__(self) -> None:
+        check_fields(self, mode=PagingMode, gva=int, cr3=int, steps=tuple,
+                     result=TranslateResult, offset_hi=(int, None))
+        for s in self.steps:
+            check_instance("WalkFigure.steps[]", s, WalkStep)
+
     @property
     def page_gpa(self) -> int | None:
         """Base of the page the walk reached (None if it faulted)."""
