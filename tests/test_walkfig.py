@@ -53,15 +53,20 @@ def check(svg, levels, gpa, page_title, offset_bits):
         | {("offset", "page")} == arrows(svg)
 
 
-def test_32bit_4k():
-    # gva 0x00805123 = 0000 0000 10|00 0000 0101|0001 0010 0011: PDE 2, PTE 5, offset 0x123.
+# gva 0x00805123 = 0000 0000 10|00 0000 0101|0001 0010 0011: PDE 2, PTE 5, offset 0x123.
+WALK32 = [(2, "31:22", 2, 0x1000, 0x1008), (1, "21:12", 5, 0x2000, 0x2014)]
+
+
+def world32():
     mem = GuestMemory(0x10000)
     mem.write32(0x1008, 0x2000 | P | W | U)
     mem.write32(0x2014, 0x7000 | P | W | U)
-    cpu = CpuState(cr0=PE | PG, cr3=0x1000, cr4=CR4.PSE.bit)
-    svg = walk_svg(mem, cpu, 0x0080_5123)
-    check(svg, [(2, "31:22", 2, 0x1000, 0x1008), (1, "21:12", 5, 0x2000, 0x2014)],
-          0x7123, "4 KiB page", "11:0")
+    return mem, CpuState(cr0=PE | PG, cr3=0x1000, cr4=CR4.PSE.bit)
+
+
+def test_32bit_4k():
+    mem, cpu = world32()
+    check(walk_svg(mem, cpu, 0x0080_5123), WALK32, 0x7123, "4 KiB page", "11:0")
 
 
 def test_32bit_4m_pse36():
@@ -125,16 +130,11 @@ def test_fault_box_and_no_side_effect():
 
 def test_a_planted_mistake_is_caught():
     """An index field off by one bit must not pass the hand-worked check."""
-    mem = GuestMemory(0x10000)
-    mem.write32(0x1008, 0x2000 | P | W | U)
-    mem.write32(0x2014, 0x7000 | P | W | U)
-    cpu = CpuState(cr0=PE | PG, cr3=0x1000, cr4=CR4.PSE.bit)
-    fig = walk_figure(mem, cpu, 0x0080_5123)
+    fig = walk_figure(*world32(), 0x0080_5123)
+    check(render(walk_diagram(fig), "ok"), WALK32, 0x7123, "4 KiB page", "11:0")
     wrong = replace(fig, steps=(replace(fig.steps[0], lo=21), fig.steps[1]))
     with pytest.raises(AssertionError):
-        check(render(walk_diagram(wrong), "w"), [(2, "31:22", 2, 0x1000, 0x1008),
-                                                (1, "21:12", 5, 0x2000, 0x2014)],
-              0x7123, "4 KiB page", "11:0")
+        check(render(walk_diagram(wrong), "w"), WALK32, 0x7123, "4 KiB page", "11:0")
 
 
 def test_bad_input():
