@@ -4,8 +4,8 @@
 and keeps, level by level, what a reader wants to see: which bits of the gva
 index the level's table, where that table is, which entry was read and what
 it holds. :func:`walk_diagram` lays that out as a :class:`refimpl.viz.svg.Diagram`
-(the gva's fields on top, CR3 and the tables below, the page or the fault at
-the right end), and :func:`walk_svg` renders it. Nothing is typed by hand:
+(the gva's fields in a left column; CR3, the tables and the page or the
+fault in a right column; one row per level), and :func:`walk_svg` renders it. Nothing is typed by hand:
 the table addresses, entries and gpa come from the walk's trace, the bit
 ranges from the entry format of the mode.
 
@@ -33,10 +33,9 @@ from refimpl.viz.walk import _flag_str, decode_error_code
 #: The SDM's name of the table at each level (level 2 is a page directory in every mode).
 TABLE_NAMES = {5: "PML5 table", 4: "PML4 table", 3: "PDPT", 2: "page directory", 1: "page table"}
 
-#: Horizontal pitch of the figure's columns, and the width of a box.
-COL_W, GAP, MARGIN = 150, 28, 10
-ROW_FIELDS, ROW_TABLES = 10, 118
-
+#: Layout: the address fields in a left column, CR3, the tables and the page
+#: in a right column, one row per level, so the walk reads top down.
+FIELD_W, TABLE_W, GAP, MARGIN, ROW_H = 128, 190, 44, 10, 100
 
 @dataclass(frozen=True)
 class WalkStep:
@@ -155,47 +154,49 @@ def walk_diagram(fig: WalkFigure) -> Diagram:
     """
     check_instance("fig", fig, WalkFigure)
     wide = fig.mode is not PagingMode.BITS32
-    x = lambda col: MARGIN + col * (COL_W + GAP)  # noqa: E731
-    boxes = [Box("gva", x(0), ROW_FIELDS, COL_W, "gva", (f"{fig.gva:#x}",), "pointer"),
-             Box("cr3", x(0), ROW_TABLES, COL_W, "CR3", (f"{fig.cr3:#x}",), "pointer")]
+    left, right = MARGIN, MARGIN + FIELD_W + GAP
+    y = lambda row: MARGIN + row * ROW_H  # noqa: E731
+    boxes = [Box("gva", left, y(0), FIELD_W, "gva", (f"{fig.gva:#x}",), "pointer"),
+             Box("cr3", right, y(0), TABLE_W, "CR3", (f"{fig.cr3:#x}",), "pointer")]
     arrows = []
     prev = "cr3"
-    for col, s in enumerate(fig.steps, 1):
+    for row, s in enumerate(fig.steps, 1):
         pae_top = fig.mode is PagingMode.PAE and s.level == 3
         title = "PDPTE registers" if pae_top else f"{TABLE_NAMES[s.level]}"
         where = "loaded at MOV CR3" if pae_top else f"at {s.table_gpa:#x}"
-        boxes.append(Box(f"bits-{s.level}", x(col), ROW_FIELDS, COL_W, f"bits {s.hi}:{s.lo}",
+        boxes.append(Box(f"bits-{s.level}", left, y(row) + 20, FIELD_W, f"bits {s.hi}:{s.lo}",
                          (f"index {s.index}",), "idle"))
-        boxes.append(Box(f"table-{s.level}", x(col), ROW_TABLES, COL_W, title,
+        boxes.append(Box(f"table-{s.level}", right, y(row), TABLE_W, title,
                          (where, f"[{s.index}] at {s.entry_gpa:#x}", f"= {s.entry:#x}",
                           _flag_str(s.entry, wide))))
-        arrows.append(Arrow(f"bits-{s.level}", f"table-{s.level}", "index",
-                            src_side="b", dst_side="t", bend=20, show_label=False))
+        arrows.append(Arrow(f"bits-{s.level}", f"table-{s.level}", "index", bend=15,
+                            show_label=False))
         arrows.append(Arrow(prev, f"table-{s.level}", "root" if prev == "cr3" else "next table",
-                            bend=20, show_label=False))
+                            src_side="b", dst_side="t", bend=6, show_label=False))
         prev = f"table-{s.level}"
-    col = len(fig.steps) + 1
+    row = len(fig.steps) + 1
     r = fig.result
     if r.fault is None:
         size = 1 << (fig.offset_hi + 1)
-        boxes.append(Box("offset", x(col), ROW_FIELDS, COL_W, f"bits {fig.offset_hi}:0",
+        boxes.append(Box("offset", left, y(row) + 8, FIELD_W, f"bits {fig.offset_hi}:0",
                          (f"offset {fig.gva & (size - 1):#x}",), "idle"))
-        boxes.append(Box("page", x(col), ROW_TABLES, COL_W, f"{_size(size)} page",
+        boxes.append(Box("page", right, y(row), TABLE_W, f"{_size(size)} page",
                          (f"at {fig.page_gpa:#x}", f"gpa {r.gpa:#x}", f"leaf level {r.level}")))
-        arrows.append(Arrow("offset", "page", "offset", src_side="b", dst_side="t", bend=20,
+        arrows.append(Arrow("offset", "page", "offset", bend=15, show_label=False))
+        arrows.append(Arrow(prev, "page", "page", src_side="b", dst_side="t", bend=6,
                             show_label=False))
-        arrows.append(Arrow(prev, "page", "page", bend=20, show_label=False))
         what = f"gpa {r.gpa:#x}"
     else:
         lines = (f"vector {r.fault.vector}",)
         if r.fault.vector == 14:
             lines += (f"error {decode_error_code(r.fault.error_code)}", f"at level {r.level}")
-        boxes.append(Box("fault", x(col), ROW_TABLES, COL_W, "fault", lines, "absent"))
-        arrows.append(Arrow(prev, "fault", "fault", bend=20, show_label=False))
+        boxes.append(Box("fault", right, y(row), TABLE_W, "fault", lines, "absent"))
+        arrows.append(Arrow(prev, "fault", "fault", src_side="b", dst_side="t", bend=6,
+                            show_label=False))
         what = f"fault (vector {r.fault.vector})"
     height = max(b.y + b.h for b in boxes) + MARGIN
     caption = f"{fig.mode.name} walk of gva {fig.gva:#x}: {what}"
-    return Diagram(x(col) + COL_W + MARGIN, height, boxes, arrows, caption)
+    return Diagram(right + TABLE_W + MARGIN, height, boxes, arrows, caption)
 
 
 def walk_svg(mem: GuestMemory, cpu: CpuState, gva: int, access: int = 0, *,
