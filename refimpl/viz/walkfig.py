@@ -33,8 +33,9 @@ from refimpl.viz.walk import _flag_str, decode_error_code
 #: The SDM's name of the table at each level (level 2 is a page directory in every mode).
 TABLE_NAMES = {5: "PML5 table", 4: "PML4 table", 3: "PDPT", 2: "page directory", 1: "page table"}
 
-#: Layout: the address fields in a left column, CR3, the tables and the page
-#: in a right column, one row per level, so the walk reads top down.
+# The figure's geometry in pixels. The address fields go in a left column,
+# CR3, the tables and the page in a right column, one row per level, so the
+# walk reads top down.
 FIELD_W, TABLE_W, GAP, MARGIN, ROW_H = 128, 190, 44, 10, 100
 
 @dataclass(frozen=True)
