@@ -81,6 +81,11 @@ FACTS = (
          "before permission_fault, since with TDP a CR0.WP change no longer resets the MMU",
          "list mail of Apr 2023 (Sean Christopherson, Mathias Krause) adding "
          "__kvm_mmu_refresh_passthrough_bits; later mmu.h", True),
+    Fact("walks/cr4_pke-long-mode", "behaviour",
+         "The role's ext.cr4_pke is EFER.LMA && CR4.PKE ('PKEY and LA57 are active iff long "
+         "mode is active'), and update_pkru_bitmask leaves pkru_mask 0 without it",
+         "torvalds/linux arch/x86/kvm/mmu/mmu.c (stored, kvm_calc_cpu_role / "
+         "kvm_calc_mmu_role_ext)", True),
     Fact("walks/kvm_page_format", "file",
          "In the newest tree the permission table lives in struct kvm_page_format "
          "(arch/x86/include/asm/kvm_host.h) as u16 permissions[16], beside pkru_mask, "
