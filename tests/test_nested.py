@@ -24,10 +24,10 @@ from refimpl.guest.formats import CR0, CR4, EPT_EXIT_QUAL, PFERR
 from refimpl.guest.nested import (
     PFERR_GUEST_FINAL,
     PFERR_GUEST_PAGE,
-    flatten,
     nested_translate,
     reference_count,
 )
+from nested_oracle import flatten
 from refimpl.guest.walker import translate
 
 EFER_LME, EFER_LMA, EFER_NX = 1 << 8, 1 << 10, 1 << 11
