@@ -94,7 +94,7 @@ def test_success_and_trace_order():
 
 
 # ---------------------------------------------------------------------------
-# Routing (facts 7, behaviour 20).
+# Routing (behaviour 20: nested_ept_inject_page_fault, nested_svm_inject_npf_exit).
 # ---------------------------------------------------------------------------
 
 

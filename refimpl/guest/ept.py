@@ -370,10 +370,12 @@ def npt_translate(
 
     KVM
     ---
-    ``arch/x86/kvm/mmu/mmu.c``: ``kvm_init_shadow_npt_mmu`` (CR0 = PG only,
-    CR4 without PKE); ``arch/x86/kvm/mmu.h``: ``translate_nested_gpa`` ("NPT
-    walks are always user walks"); ``arch/x86/kvm/svm/nested.c``:
-    ``nested_svm_get_tdp_pdptr`` (PAE PDPTEs read unchecked).
+    ``arch/x86/kvm/mmu/mmu.c``: ``kvm_init_shadow_npt_mmu`` (CR4 without
+    PKE); ``arch/x86/kvm/x86.c``: ``translate_nested_gpa``, which adds
+    ``PFERR_USER_MASK`` to every access (NPT walks are user walks), reached
+    through ``kvm_translate_gpa`` in ``arch/x86/kvm/mmu.h``;
+    ``arch/x86/kvm/svm/nested.c``: ``nested_svm_get_tdp_pdptr`` (PAE PDPTEs
+    read unchecked).
     """
     if not isinstance(mem, GuestMemory):
         raise TypeError(f"mem must be a GuestMemory, got {type(mem).__name__}")

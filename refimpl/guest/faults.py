@@ -69,8 +69,8 @@ class Fault:
 
     KVM
     ---
-    ``arch/x86/include/asm/kvm_host.h`` (``struct x86_exception``: vector,
-    error_code).
+    ``arch/x86/kvm/kvm_emulate.h`` (``struct x86_exception``: vector,
+    error_code, address).
     """
 
     vector: int

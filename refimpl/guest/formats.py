@@ -340,8 +340,8 @@ class EntryFormat:
 
         KVM
         ---
-        ``arch/x86/kvm/mmu/paging_tmpl.h``: ``PT_INDEX`` (via
-        ``PT_LEVEL_SHIFT`` and ``PT_LEVEL_BITS``).
+        ``arch/x86/kvm/mmu/paging_tmpl.h``: ``PT_INDEX(addr, lvl)``, defined
+        there through ``__PT_INDEX`` with the format's ``PT_LEVEL_BITS``.
         """
         if type(addr) is not int or type(level) is not int or not (
             0 <= addr < 1 << 64 and 1 <= level <= 5
@@ -446,8 +446,9 @@ def pse36_addr(pde: int) -> int:
 
     KVM
     ---
-    ``arch/x86/kvm/mmu/mmu.c`` (``pse36_gfn_delta``); KVM treats PSE-36 as
-    always supported (``is_cpuid_PSE36``).
+    ``arch/x86/kvm/mmu/paging_tmpl.h`` (``pse36_gfn_delta``, compiled for
+    ``PTTYPE == 32`` only, and applied when ``is_cpuid_PSE36()``); KVM
+    treats PSE-36 as always supported.
 
     Raises
     ------

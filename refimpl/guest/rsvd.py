@@ -52,7 +52,7 @@ class RsvdBitsValidate:
     ---
     ``arch/x86/include/asm/kvm_host.h`` (``struct rsvd_bits_validate``);
     checked by ``__is_rsvd_bits_set`` and ``__is_bad_mt_xwr`` in
-    ``arch/x86/kvm/mmu/mmu.h`` / ``mmu.c``.
+    ``arch/x86/kvm/mmu/spte.h``.
     """
 
     rsvd_bits_mask: tuple[tuple[int, ...], tuple[int, ...]]

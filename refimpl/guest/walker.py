@@ -85,8 +85,9 @@ _RSVD_FAULT = int(PFERR.RSVD | PFERR.P)
 class WalkContext:
     """Everything a walk needs that does not change from one address to the next.
 
-    This is the guest-walk half of KVM's ``struct kvm_mmu`` (the newest
-    tree calls it ``struct kvm_pagewalk`` plus ``struct kvm_page_format``).
+    This is the guest-walk half of KVM's ``struct kvm_mmu``. (A later patch
+    series splits it into ``struct kvm_pagewalk`` and ``struct
+    kvm_page_format``; unconfirmed in a stored kernel tree.)
 
     Parameters
     ----------
