@@ -352,13 +352,15 @@ class EntryFormat:
 
     def leaf_addr_mask(self, level: int) -> int:
         """Bits of a level-``level`` leaf that give the page's address."""
-        level = check_range("level", level, 1, 6)
-        return bits(self.level_shift(level), self.max_addr_bit)
+        if type(level) is not int or not 1 <= level <= 5:
+            level = check_range("level", level, 1, 6)
+        return ((1 << (self.max_addr_bit + 1)) - 1) & ~self.offset_mask(level)
 
     def offset_mask(self, level: int) -> int:
         """Bits of the address that pass through a level-``level`` leaf."""
-        level = check_range("level", level, 1, 6)
-        return (1 << self.level_shift(level)) - 1
+        if type(level) is not int or not 1 <= level <= 5:
+            level = check_range("level", level, 1, 6)
+        return (1 << self.shifts[level]) - 1
 
     def gpte_access(self, pte_bits: int) -> int:
         """The ACC rights of an entry (or of entries ANDed together).
@@ -372,7 +374,8 @@ class EntryFormat:
         TypeError, ValueError
             ``pte_bits`` not an int in ``[0, 2**64)``.
         """
-        pte_bits = check_range("pte_bits", pte_bits, 0, 1 << 64)
+        if type(pte_bits) is not int or not 0 <= pte_bits < 1 << 64:
+            pte_bits = check_range("pte_bits", pte_bits, 0, 1 << 64)
         if self.is_ept:
             return (
                 (_ACC_WRITE if pte_bits & _EPT_W else 0)

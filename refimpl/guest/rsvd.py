@@ -82,9 +82,13 @@ class RsvdBitsValidate:
         TypeError, ValueError
             As :meth:`mask`.
         """
-        pte = check_range("pte", pte, 0, 1 << 64)
-        level = check_range("level", level, 1, len(self.rsvd_bits_mask[0]) + 1)
-        if pte & self.rsvd_bits_mask[(pte >> 7) & 1][level - 1]:
+        masks = self.rsvd_bits_mask
+        if type(pte) is not int or type(level) is not int or not (
+            0 <= pte < 1 << 64 and 1 <= level <= len(masks[0])
+        ):
+            pte = check_range("pte", pte, 0, 1 << 64)
+            level = check_range("level", level, 1, len(masks[0]) + 1)
+        if pte & masks[(pte >> 7) & 1][level - 1]:
             return True
         return bool((self.bad_mt_xwr >> (pte & 0x3F)) & 1)
 
