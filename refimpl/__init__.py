@@ -4,7 +4,7 @@ This module is the stable public API (see ``refimpl-api.md`` in the book's
 API chapter): guest memory, the CPU state, and the three walks. Everything
 else lives in submodules (``refimpl.guest.walker``, ``refimpl.guest.ept``, ...).
 
-``translate`` here is :func:`refimpl.fast.scalar.translate`: the definition,
+``translate`` here is ``refimpl.fast.scalar.translate``: the definition,
 :func:`refimpl.guest.walker.translate`, with a fast path for four- and
 five-level paging that is tested to give the same results. ``translate_batch``
 (:mod:`refimpl.fast.batch`) needs NumPy, and imports it when first called;

@@ -9,7 +9,7 @@ positions, present test, rights extraction) inside a :class:`WalkContext`
 function serves 32-bit, PAE, 4-level and 5-level paging (:func:`translate`),
 EPT and NPT (:mod:`refimpl.guest.ept`).
 
-This module is the definition. :mod:`refimpl.fast.scalar` walks four- and
+This module is the definition. ``refimpl.fast.scalar`` walks four- and
 five-level tables faster (``refimpl.translate`` is that one), and
 :mod:`refimpl.fast.batch` walks arrays of addresses; both are tested equal
 to :func:`translate` here, and neither is needed to read it.
@@ -611,7 +611,7 @@ def translate(
     """Translate a guest-virtual address as KVM's guest walker does.
 
     This is the definition. ``refimpl.translate`` is
-    :func:`refimpl.fast.scalar.translate`, which gives the same results
+    ``refimpl.fast.scalar.translate``, which gives the same results
     faster in four- and five-level paging (``tests/test_fast_paths.py``).
 
     Parameters
