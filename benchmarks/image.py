@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from refimpl import CpuState, GuestMemory
-from refimpl.guest.formats import CR0, CR4, EFER
+from refimpl.guest.formats import CR0, CR4, EFER, PTTYPE64
 
 P, W, U, A, D, PS, G = 1 << 0, 1 << 1, 1 << 2, 1 << 5, 1 << 6, 1 << 7, 1 << 8
 XD = 1 << 63
@@ -103,7 +103,7 @@ class _Builder:
         """The table at ``level`` (1..3) covering ``va``, created on demand."""
         table = self.root
         for lv in range(4, level, -1):
-            index = (va >> (12 + 9 * (lv - 1))) & 511
+            index = PTTYPE64.index(va, lv)
             entry = self._entry(table, index)
             if not entry & P:
                 child = self.new_table()
@@ -119,7 +119,7 @@ class _Builder:
     def map(self, va: int, level: int, target: int, *, user: bool, writable: bool,
             exec_: bool) -> None:
         table = self.table_for(va, level, user)
-        index = (va >> (12 + 9 * (level - 1))) & 511
+        index = PTTYPE64.index(va, level)
         r = self.rng.random()
         flags = P | (W if writable else 0) | (U if user else 0) | (0 if exec_ else XD)
         flags |= A if r < 0.9 else 0
@@ -132,7 +132,7 @@ class _Builder:
     def hole(self, va: int, *, user: bool) -> None:
         """Leave ``va``'s PTE not present: zero, or a Linux swap entry."""
         table = self.table_for(va, 1, user)
-        index = (va >> 12) & 511
+        index = PTTYPE64.index(va, 1)
         if self.rng.random() < 0.5:
             swp = (self.rng.randrange(1, 1 << 20) << 12) | (self.rng.randrange(32) << 1)
             self.mem.write64(table + 8 * index, swp & ~P)

@@ -242,3 +242,20 @@ def test_npt_pae_pdptes_read_without_checks():
 def test_npt_invalid_registers_raise():
     with pytest.raises(ValueError, match="efer"):
         npt_translate(npt(), 0x1000, 0x1234, cr4=0, efer=0x500)  # LMA without PAE
+
+
+def test_fault_kinds_are_str_enums_equal_to_their_strings():
+    """EPT and nested fault kinds are enum members that still equal the
+    strings the API documents (so comparisons written with strings hold)."""
+    from refimpl.guest.ept import EptFaultKind
+    from refimpl.guest.nested import NestedFaultKind
+
+    assert [k.value for k in EptFaultKind] == ["violation", "misconfig"]
+    assert EptFaultKind.VIOLATION == "violation" and EptFaultKind.MISCONFIG == "misconfig"
+    assert f"{EptFaultKind.MISCONFIG}" == "misconfig"
+    assert [k.value for k in NestedFaultKind] == [
+        "#PF", "#GP", "EPT violation", "EPT misconfiguration", "#NPF"]
+    assert NestedFaultKind.NPF == "#NPF" and str(NestedFaultKind.EPT_VIOLATION) == "EPT violation"
+    # A walk of an empty EPT: the root entry is not present, a violation.
+    r = ept_translate(GuestMemory(0x2000), 0x101E, 0)
+    assert r.fault.kind is EptFaultKind.VIOLATION and r.fault.kind == "violation"

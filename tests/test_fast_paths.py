@@ -1,13 +1,14 @@
-"""The fast paths give exactly what the clear ones give.
+"""The fast paths give exactly what the definition gives.
 
-``refimpl.guest.walker.translate`` takes a fast path in four- and five-level paging
-(an unrolled walk with per-CPU constants) and forwards everything else to
-``translate_clear``; ``refimpl.fast.batch.translate_batch`` takes a blocked,
-branch-free NumPy path in long mode and forwards everything else to
-``translate_batch_clear``. On seeded random images, in every paging mode,
-with random control bits and accesses, each pair must return equal results
-and leave equal memory (A/D bits) behind. Speed is measured in
-``benchmarks/``, never here.
+``refimpl.fast.scalar.translate`` (which is ``refimpl.translate``) takes an
+unrolled walk with per-CPU constants in four- and five-level paging and
+forwards everything else to the definition, ``refimpl.guest.walker.translate``;
+``refimpl.fast.batch.translate_batch`` takes a blocked, branch-free NumPy
+path in long mode and forwards everything else to ``translate_batch_clear``,
+whose results must in turn be those of the definition on each address in
+order. On seeded random images, in every paging mode, with random control
+bits and accesses, each pair must return equal results and leave equal
+memory (A/D bits) behind. Speed is measured in ``benchmarks/``, never here.
 """
 
 import copy
@@ -18,9 +19,18 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from refimpl import ACCESS_FETCH, ACCESS_IMPLICIT, ACCESS_USER, ACCESS_WRITE, CpuState, GuestMemory, translate, translate_batch
+import refimpl
+from refimpl import ACCESS_FETCH, ACCESS_IMPLICIT, ACCESS_USER, ACCESS_WRITE, CpuState, GuestMemory, translate_batch
+from refimpl.fast import scalar
 from refimpl.fast.batch import translate_batch_clear
-from refimpl.guest.walker import translate_clear
+from refimpl.fast.scalar import translate
+from refimpl.guest.walker import TranslateResult
+from refimpl.guest.walker import translate as translate_clear  # the definition
+
+
+def test_the_public_translate_is_the_fast_one():
+    assert refimpl.translate is scalar.translate
+    assert refimpl.guest.walker.translate is not scalar.translate
 
 MODES = ["none", "32", "32pse", "pae", "4", "5"]
 ACCESSES = [
@@ -137,6 +147,7 @@ def assert_same_result(fast, clear, where: str) -> None:
         assert type(getattr(fast, name)) is type(getattr(clear, name)), f"{name}: {where}"
     assert fast == clear and not fast != clear, where
     assert hash(fast) == hash(clear) and repr(fast) == repr(clear), where
+    assert type(fast.trace) is tuple and all(type(e) is tuple for e in fast.trace), where
     again = pickle.loads(pickle.dumps(fast))
     assert again == clear and fields(again) == fields(clear), where
 
@@ -159,8 +170,7 @@ def test_translate_fast_path_equals_clear(mode, seed):
             assert_same_result(fast, clear, where)
             assert fast_mem == clear_mem, f"memory differs: {where}"
             pairs.append((fast, clear, where))
-    # The fast path's trace and rights are worked out when asked for, from
-    # what the walk read: later walks (which set A/D bits) and writes to
+    # Results are values: later walks (which set A/D bits) and writes to
     # memory must not change them.
     fast_mem.write(0, bytes(rng.getrandbits(8) for _ in range(fast_mem.size)))
     for fast, clear, where in pairs:
@@ -188,6 +198,25 @@ def test_fast_paths_are_taken_and_leave_other_modes_alone():
         _, mem, cpu = image(1, mode)
         translate(mem, cpu, 0)
         assert (cpu.__dict__["_fast_walk"] is not None) == (mode in ("4", "5"))
+
+
+def test_a_planted_mistake_in_the_fast_path_is_caught(monkeypatch):
+    """The equality check can fail: a fast walker that forgets
+    protect_clean_gpte (W kept on a read of a clean page) is told apart."""
+    mem = GuestMemory(0x6000)
+    for table in range(1, 4):
+        mem.write64(table << 12, ((table + 1) << 12) | 0x27)  # P W U A
+    mem.write64(0x4000, 0x5000 | 0x27)  # P W U A, D clear
+    cpu = CpuState(cr0=0x8001_0001, cr3=0x1000, cr4=0x20, efer=0x500)
+    good = translate(mem.copy(), cpu, 0x123)
+    assert good == translate_clear(mem.copy(), cpu, 0x123)
+    monkeypatch.setattr(scalar, "_NOT_ACC_WRITE", -1)  # the planted mistake
+    scalar._shared_fast_walk.cache_clear()
+    twin = CpuState(cr0=0x8001_0001, cr3=0x1000, cr4=0x20, efer=0x500)
+    bad = translate(mem.copy(), twin, 0x123)
+    assert bad != translate_clear(mem.copy(), twin, 0x123)
+    assert bad.access_rights == 7 and good.access_rights == 5
+    scalar._shared_fast_walk.cache_clear()
 
 
 @pytest.mark.parametrize("mode", ["4", "5"])
@@ -254,20 +283,23 @@ def test_memory_with_a_word_view_still_copies_and_pickles():
 
 
 def test_translate_result_is_an_immutable_record():
-    """The result is read through five attributes, compares by them (however
-    it was built), cannot be changed, and copies and pickles as itself."""
-    from refimpl.guest.walker import TranslateResult
+    """The result is a frozen dataclass with slots: read through its five
+    fields, compared by them (however it was built), never changed, copied
+    and pickled as itself, and not a tuple."""
+    import dataclasses
 
     r = TranslateResult(0x1000, None, 1, ((4, 0x8, 0x1003),), 7)
+    assert dataclasses.is_dataclass(r) and not isinstance(r, tuple)
+    assert not hasattr(r, "__dict__")  # slots
+    assert [f.name for f in dataclasses.fields(r)] == list(FIELDS)
     assert fields(r) == (0x1000, None, 1, ((4, 0x8, 0x1003),), 7)
     assert fields(TranslateResult(gpa=5, fault=None, level=None)) == (5, None, None, (), 0)
-    assert r == TranslateResult(0x1000, None, 1, [(4, 0x8, 0x1003)], 7)  # the trace as a tuple
     for other in (TranslateResult(0x1001, None, 1, ((4, 0x8, 0x1003),), 7),
                   TranslateResult(0x1000, None, 2, ((4, 0x8, 0x1003),), 7),
                   TranslateResult(0x1000, None, 1, ((4, 0x8, 0x1007),), 7),
                   TranslateResult(0x1000, None, 1, ((4, 0x8, 0x1003),), 5)):
         assert r != other and not r == other
-    assert r != (0x1000, None, 1, 7, ((4, 0x8, 0x1003),))  # not equal to a bare tuple
+    assert r != (0x1000, None, 1, ((4, 0x8, 0x1003),), 7)  # not equal to a bare tuple
     for name in FIELDS:
         with pytest.raises(AttributeError):
             setattr(r, name, 0)
@@ -283,6 +315,7 @@ def test_translate_result_is_an_immutable_record():
     mem.write64(0x4000, 0x5000 | 0x63)  # P W A D, supervisor
     cpu = CpuState(cr0=0x8001_0001, cr3=0x1000, cr4=0x20, efer=0x500)
     fast = translate(mem, cpu, 0x123)
+    assert type(fast) is TranslateResult
     assert fast.trace == ((4, 0x1000, 0x2067), (3, 0x2000, 0x3067), (2, 0x3000, 0x4067),
                           (1, 0x4000, 0x5063))
     assert (fast.gpa, fast.fault, fast.level) == (0x5123, None, 1)
@@ -290,6 +323,7 @@ def test_translate_result_is_an_immutable_record():
     with pytest.raises(AttributeError):
         fast.gpa = 0
     assert pickle.loads(pickle.dumps(fast)) == fast == translate_clear(mem, cpu, 0x123)
+    assert dataclasses.replace(fast, gpa=1).gpa == 1 and fast.gpa == 0x5123
 
 
 def test_equal_cpu_states_share_a_fast_walker():

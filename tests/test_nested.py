@@ -24,10 +24,10 @@ from refimpl.guest.formats import CR0, CR4, EPT_EXIT_QUAL, PFERR
 from refimpl.guest.nested import (
     PFERR_GUEST_FINAL,
     PFERR_GUEST_PAGE,
-    flatten,
     nested_translate,
     reference_count,
 )
+from nested_oracle import flatten
 from refimpl.guest.walker import translate
 
 EFER_LME, EFER_LMA, EFER_NX = 1 << 8, 1 << 10, 1 << 11
@@ -94,7 +94,7 @@ def test_success_and_trace_order():
 
 
 # ---------------------------------------------------------------------------
-# Routing (facts 7, behaviour 20).
+# Routing (behaviour 20: nested_ept_inject_page_fault, nested_svm_inject_npf_exit).
 # ---------------------------------------------------------------------------
 
 

@@ -1,4 +1,14 @@
-"""The checkable walker behaviours of kvm-facts section 9, one test each.
+"""KVM's guest-walker behaviours that a single walk can show, one test each.
+
+The behaviours are numbered 1-19 in the test names. Each is read from the
+kernel source: the walk itself from ``FNAME(walk_addr_generic)`` in
+``arch/x86/kvm/mmu/paging_tmpl.h`` (present, reserved-bit, leaf and A/D
+steps, and the error code built at its ``error:`` label), the rights from
+``update_permission_bitmask`` and ``update_pkru_bitmask`` in
+``arch/x86/kvm/mmu/mmu.c`` with ``permission_fault`` in
+``arch/x86/kvm/mmu.h``, the reserved bits from ``__reset_rsvds_bits_mask``
+and ``__reset_rsvds_bits_mask_ept`` (``mmu.c``), and the PAE PDPTE check
+from ``load_pdptrs`` in ``arch/x86/kvm/x86.c``.
 
 Every page table here is written by hand, entry by entry, and every expected
 error code, address and A/D bit is worked out by hand in a comment: nothing
@@ -6,8 +16,8 @@ below asks refimpl what the answer should be.
 
 Behaviours 16 (CR0.WP toggle with TDP), 17 (shadow paging, WP=0 then SMEP),
 18 (shared child table with different parent rights) and 20 (nested L2 walk
-faulting in L1's EPT) need the shadow MMU or nested composition; they are
-owned by the issues that add ``refimpl.host.shadow_mmu`` / ``refimpl.guest.nested``.
+faulting in L1's EPT) need the shadow MMU or the nested composition, and are
+tested with those models (``tests/test_shadow_mmu.py``, ``tests/test_nested.py``).
 
 Default set-up ("the usual CPU"): four-level paging, EFER.NXE=1, CR0.WP=1,
 SMEP/SMAP/PKE off, MAXPHYADDR 52.

@@ -34,6 +34,12 @@ those writes, and starts again from the next address with reloaded PDPTEs.
 Each restart adds at least one of at most eight bits (A and D in four
 PDPTEs), so there are at most nine rounds.
 
+NumPy
+-----
+This is the only module of :mod:`refimpl` that needs NumPy, and it imports
+it only when :func:`translate_batch` is first called (the book also runs in
+browsers without NumPy); without it, the call raises :class:`ImportError`.
+
 KVM
 ---
 None: KVM walks one address at a time. This is ``paging_tmpl.h``'s
@@ -43,8 +49,7 @@ None: KVM walks one address at a time. This is ``paging_tmpl.h``'s
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from refimpl.guest.cpu import CpuState, PagingMode
 from refimpl.guest.faults import GP_VECTOR, PF_VECTOR
@@ -60,8 +65,35 @@ from refimpl.guest.walker import (
 )
 from refimpl.guest.rsvd import pdpte_rsvd_mask
 
-_ALL_ONES = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
-_U64 = np.uint64
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = None  # NumPy, bound by _numpy() on the first call
+
+__all__ = ["BatchResult", "translate_batch", "translate_batch_clear"]
+
+
+def _numpy():
+    """Import NumPy (once), binding ``np`` and the constants made from it.
+
+    Raises
+    ------
+    ImportError
+        NumPy is not installed.
+    """
+    global np, _ALL_ONES, _U64
+    if np is None:
+        try:
+            import numpy
+        except ImportError as e:
+            raise ImportError(
+                "refimpl.fast.batch.translate_batch needs NumPy, which is not installed "
+                "(pip install numpy); refimpl.translate works without it"
+            ) from e
+        _ALL_ONES = numpy.uint64(0xFFFF_FFFF_FFFF_FFFF)
+        _U64 = numpy.uint64
+        np = numpy
+    return np
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,7 +178,7 @@ def _walk_chunk(
     count = len(view)
     nx = _U64(fmt.nx_mask)
     base_mask = _U64(fmt.base_addr_mask)
-    index_mask = _U64((1 << fmt.level_bits) - 1)
+    index_mask = _U64(fmt.index_mask)
 
     vector = np.zeros(n, np.uint8)
     errcode = np.zeros(n, np.uint64)
@@ -160,7 +192,9 @@ def _walk_chunk(
     # Step 1: the root (for PAE, the PDPTE, which must be present).
     level = ctx.root_level
     if pdpte_vals is not None:
-        table = pdpte_vals[((addrs >> _U64(30)) & _U64(3)).astype(np.intp)]
+        # The PDPTE for bits 31:30: the level-3 index of a 32-bit address.
+        pdpt_index = (addrs >> _U64(fmt.shifts[level])) & index_mask
+        table = pdpte_vals[pdpt_index.astype(np.intp)]
         absent = (table & _U64(1)) == 0
         vector[absent] = PF_VECTOR
         level_out[absent] = level
@@ -175,7 +209,7 @@ def _walk_chunk(
         if lanes.size == 0:
             break
         # Step 2: the entry of this level, for every lane still walking.
-        shift = _U64(12 + fmt.level_bits * (level - 1))
+        shift = _U64(fmt.shifts[level])
         index = (addrs[lanes] >> shift) & index_mask
         egpa = (table[lanes] & base_mask) + index * _U64(nbytes)
         eidx = egpa >> _U64(nshift)
@@ -321,6 +355,8 @@ def translate_batch(
     TypeError, ValueError
         On misuse, as :func:`~refimpl.guest.walker.translate` would for any of the
         addresses.
+    ImportError
+        NumPy is not installed.
 
     KVM
     ---
@@ -328,6 +364,7 @@ def translate_batch(
     vectorised; see the module docstring for why the result equals the
     sequential one.
     """
+    _numpy()
     if not isinstance(mem, GuestMemory):
         raise TypeError(f"mem must be a GuestMemory, got {type(mem).__name__}")
     if not isinstance(cpu, CpuState):
@@ -347,6 +384,7 @@ def translate_batch_clear(
     Same parameters, result and exceptions; ``tests/test_fast_paths.py``
     checks that the two agree.
     """
+    _numpy()
     if not isinstance(mem, GuestMemory):
         raise TypeError(f"mem must be a GuestMemory, got {type(mem).__name__}")
     if not isinstance(cpu, CpuState):
@@ -509,6 +547,9 @@ class _LongModeConstants:
         fmt = ctx.fmt
         self.root_level = ctx.root_level
         self.levels = tuple(range(ctx.root_level, 0, -1))
+        # Step 2's index, as EntryFormat.index computes it.
+        self.shifts = fmt.shifts
+        self.index_mask = fmt.index_mask
         self.root_index = root_table(cpu) >> 3
         self.width = cpu.linear_address_bits
         # Bits that stop the plain descent at each level: P clear, a reserved
@@ -561,8 +602,8 @@ def _walk_long_chunk(
     for row, lv in enumerate(k.levels):
         # Step 2: the entry; a table outside memory stops the lane here.
         index = index_rows[row, :m]
-        np.right_shift(signed, 12 + 9 * (lv - 1), out=index)
-        index &= 511
+        np.right_shift(signed, k.shifts[lv], out=index)
+        index &= k.index_mask
         index += table
         if index.max() >= nwords:
             outside = (index >= nwords) & walking

@@ -30,8 +30,10 @@ nCR3
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 
+from refimpl.errors import check_instance
 from refimpl.guest.cpu import CpuState, PagingMode
 from refimpl.guest.faults import WalkError
 from refimpl.guest.formats import CR0, CR4, EPT_EXIT_QUAL, EPTP, PFERR, PTTYPE_EPT
@@ -42,20 +44,39 @@ from refimpl.guest.walker import (
     ACCESS_FETCH,
     ACCESS_WRITE,
     TranslateResult,
+    Walk,
     WalkContext,
+    _load_pdptrs,
+    _result_from_walk,
+    _root_table,
+    _walk_addr_generic,
+    _walk_context_of,
     check_access,
-    load_pdptrs,
-    result_from_walk,
-    root_table,
-    walk_addr_generic,
-    walk_context,
 )
-from refimpl.errors import check_instance
 
 #: EPTP memory types the model accepts: uncacheable and write-back.
 EPTP_MEMORY_TYPES = (0, 6)
 #: EPTP walk lengths (levels minus one): four and five levels.
 EPTP_WALK_LENGTHS = (3, 4)
+
+
+class EptFaultKind(StrEnum):
+    """The two ways an EPT walk fails; each equals its string.
+
+    KVM
+    ---
+    ``arch/x86/kvm/mmu/paging_tmpl.h``: the RSVD bit of the walker's error
+    code tells a misconfiguration (``EXIT_REASON_EPT_MISCONFIG``) from a
+    violation (``EXIT_REASON_EPT_VIOLATION``), which
+    ``nested_ept_inject_page_fault`` in ``arch/x86/kvm/vmx/nested.c``
+    reflects to L1.
+    """
+
+    #: Not present, or the rights ANDed over the walk deny the access.
+    VIOLATION = "violation"
+    #: A malformed entry: reserved bits, write without read, execute-only
+    #: where unsupported, a bad memory type.
+    MISCONFIG = "misconfig"
 
 
 @dataclass(frozen=True)
@@ -64,8 +85,9 @@ class EptFault:
 
     Parameters
     ----------
-    kind : str
-        ``"violation"`` or ``"misconfig"``.
+    kind : EptFaultKind
+        ``"violation"`` or ``"misconfig"`` (a ``str`` enum, equal to those
+        strings).
     level : int
         Level of the entry where the walk stopped.
     error_code : int
@@ -85,11 +107,35 @@ class EptFault:
     ``error:`` path of ``FNAME(walk_addr_generic)``).
     """
 
-    kind: str
+    kind: EptFaultKind
     level: int
     error_code: int
     ept_rwx: int
     reason: WalkError
+
+
+def ept_fault_from_walk(walk: Walk, pfec: int) -> EptFault:
+    """The :class:`EptFault` of a failed EPT walk made with error code ``pfec``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``walk`` is not a failed :class:`~refimpl.guest.walker.Walk`.
+
+    KVM
+    ---
+    ``arch/x86/kvm/mmu/paging_tmpl.h`` (the ``error:`` path of
+    ``FNAME(walk_addr_generic)`` for ``PTTYPE_EPT``).
+    """
+    check_instance("walk", walk, Walk)
+    if walk.error is None:
+        raise ValueError("walk: the walk succeeded, there is no fault")
+    return _ept_fault(walk, check_int("pfec", pfec))
+
+
+def _ept_fault(walk: Walk, pfec: int) -> EptFault:
+    kind = EptFaultKind.MISCONFIG if walk.error is WalkError.RSVD else EptFaultKind.VIOLATION
+    return EptFault(kind, walk.level, walk.errcode | pfec, walk.pte_access & 7, walk.error)
 
 
 @dataclass(frozen=True)
@@ -235,18 +281,10 @@ def ept_translate(
 
     ctx = ept_walk_context(walk_length + 1, bool(EPTP.AD.get(eptp)), maxphyaddr, execute_only)
     pfec = ept_access_pfec(access)
-    walk = walk_addr_generic(mem, ctx, eptp, gpa, pfec)
+    walk = _walk_addr_generic(mem, ctx, eptp, gpa, pfec, False, 0, None, None)
     if walk.error is None:
         return EptResult(walk.gpa, None, walk.level, walk.trace)
-    kind = "misconfig" if walk.error is WalkError.RSVD else "violation"
-    fault = EptFault(
-        kind=kind,
-        level=walk.level,
-        error_code=walk.errcode | pfec,
-        ept_rwx=walk.pte_access & 7,
-        reason=walk.error,
-    )
-    return EptResult(None, fault, walk.level, walk.trace)
+    return EptResult(None, _ept_fault(walk, pfec), walk.level, walk.trace)
 
 
 def ept_violation_exit_qualification(fault: EptFault, *, hw_exit_qualification: int = 0) -> int:
@@ -279,7 +317,7 @@ def ept_violation_exit_qualification(fault: EptFault, *, hw_exit_qualification: 
     """
     hw_exit_qualification = check_int("hw_exit_qualification", hw_exit_qualification)
     check_instance("fault", fault, EptFault)
-    if fault.kind != "violation":
+    if fault.kind != EptFaultKind.VIOLATION:
         raise ValueError("fault: an EPT misconfiguration has no exit qualification")
     q = hw_exit_qualification & (EPT_EXIT_QUAL.GVA_IS_VALID.bit | EPT_EXIT_QUAL.GVA_TRANSLATED.bit)
     if fault.error_code & PFERR.W:
@@ -332,10 +370,12 @@ def npt_translate(
 
     KVM
     ---
-    ``arch/x86/kvm/mmu/mmu.c``: ``kvm_init_shadow_npt_mmu`` (CR0 = PG only,
-    CR4 without PKE); ``arch/x86/kvm/mmu.h``: ``translate_nested_gpa`` ("NPT
-    walks are always user walks"); ``arch/x86/kvm/svm/nested.c``:
-    ``nested_svm_get_tdp_pdptr`` (PAE PDPTEs read unchecked).
+    ``arch/x86/kvm/mmu/mmu.c``: ``kvm_init_shadow_npt_mmu`` (CR4 without
+    PKE); ``arch/x86/kvm/x86.c``: ``translate_nested_gpa``, which adds
+    ``PFERR_USER_MASK`` to every access (NPT walks are user walks), reached
+    through ``kvm_translate_gpa`` in ``arch/x86/kvm/mmu.h``;
+    ``arch/x86/kvm/svm/nested.c``: ``nested_svm_get_tdp_pdptr`` (PAE PDPTEs
+    read unchecked).
     """
     if not isinstance(mem, GuestMemory):
         raise TypeError(f"mem must be a GuestMemory, got {type(mem).__name__}")
@@ -356,14 +396,13 @@ def npt_translate(
         raise ValueError(f"gpa must be in [0, 2**{limit}), got {gpa:#x}")
     access = check_access(access, ACCESS_WRITE | ACCESS_FETCH) | int(PFERR.U)
 
-    ctx = walk_context(cpu)
+    ctx = _walk_context_of(cpu)
     pdpte = None
     root = 0
     if cpu.mode is PagingMode.PAE:
-        pdptes = load_pdptrs(mem, cpu.cr3, cpu.maxphyaddr, check=False)
-        assert pdptes is not None
-        pdpte = pdptes[(gpa >> 30) & 3]
+        pdptes = _load_pdptrs(mem, cpu.cr3, cpu.maxphyaddr, check=False)
+        pdpte = pdptes[ctx.fmt.index(gpa, 3)]  # bits 31:30 of a 32-bit address
     else:
-        root = root_table(cpu)
-    walk = walk_addr_generic(mem, ctx, root, gpa, access, pdpte=pdpte)
-    return result_from_walk(walk, access, ctx)
+        root = _root_table(cpu)
+    walk = _walk_addr_generic(mem, ctx, root, gpa, access, False, 0, pdpte, None)
+    return _result_from_walk(walk, access, ctx)

@@ -69,8 +69,8 @@ class Fault:
 
     KVM
     ---
-    ``arch/x86/include/asm/kvm_host.h`` (``struct x86_exception``: vector,
-    error_code).
+    ``arch/x86/kvm/kvm_emulate.h`` (``struct x86_exception``: vector,
+    error_code, address).
     """
 
     vector: int
@@ -107,22 +107,28 @@ def page_fault_error_code(
     is set, in every paging mode, including 32-bit paging where the SDM's
     rule (F only with PAE/64-bit paging and NXE=1, or SMEP=1) differs.
     """
-    if not isinstance(reason, WalkError):
-        raise TypeError(f"reason must be a WalkError, got {type(reason).__name__}")
-    access = check_int("access", access)
-    perm_errcode = check_int("perm_errcode", perm_errcode)
-    if reason is WalkError.RSVD:
-        code = PFERR.RSVD | PFERR.P
-    elif reason is WalkError.PERMISSION:
-        code = PFERR(perm_errcode)
-    elif reason in (WalkError.NOT_PRESENT, WalkError.NO_MEMSLOT):
-        code = PFERR(0)
-    else:
+    reason, access, perm_errcode = _check_fault_args(reason, access, perm_errcode)
+    if reason not in _PF_REASONS:
         raise ValueError(f"reason {reason} is not a page fault")
-    code |= access & (PFERR.W | PFERR.U)
-    if access & PFERR.F and has_pferr_fetch:
-        code |= PFERR.F
-    return int(code)
+    return _page_fault_error_code(reason, access, has_pferr_fetch, perm_errcode)
+
+
+def _page_fault_error_code(
+    reason: WalkError, access: int, has_pferr_fetch: bool, perm_errcode: int
+) -> int:
+    # The walk's partial code: none for a missing entry, P|RSVD for a
+    # reserved bit, what permission_fault said for a rights fault ...
+    if reason is WalkError.RSVD:
+        code = _RSVD_P
+    elif reason is WalkError.PERMISSION:
+        code = perm_errcode
+    else:
+        code = 0
+    # ... plus the access: W and U always, F only when KVM reports it.
+    code |= access & _W_U
+    if access & _F and has_pferr_fetch:
+        code |= _F
+    return code
 
 
 def fault_for(
@@ -143,12 +149,30 @@ def fault_for(
     ``arch/x86/kvm/mmu/paging_tmpl.h`` (#PF); ``arch/x86/kvm/x86.c``
     (``load_pdptrs`` failing makes the CR3 write inject #GP).
     """
-    access = check_int("access", access)
-    perm_errcode = check_int("perm_errcode", perm_errcode)
+    reason, access, perm_errcode = _check_fault_args(reason, access, perm_errcode)
     level = None if level is None else check_int("level", level)
-    if reason in (WalkError.NON_CANONICAL, WalkError.BAD_PDPTE):
+    return _fault_for(reason, access, has_pferr_fetch, perm_errcode, level)
+
+
+def _fault_for(
+    reason: WalkError, access: int, has_pferr_fetch: bool, perm_errcode: int = 0,
+    level: int | None = None,
+) -> Fault:
+    """:func:`fault_for` for arguments the walkers have already checked."""
+    if reason in _GP_REASONS:
         return Fault(GP_VECTOR, 0, reason, level)
-    code = page_fault_error_code(
-        reason, access, has_pferr_fetch=has_pferr_fetch, perm_errcode=perm_errcode
-    )
+    code = _page_fault_error_code(reason, access, has_pferr_fetch, perm_errcode)
     return Fault(PF_VECTOR, code, reason, level)
+
+
+def _check_fault_args(reason: object, access: object, perm_errcode: object):
+    if not isinstance(reason, WalkError):
+        raise TypeError(f"reason must be a WalkError, got {type(reason).__name__}")
+    return reason, check_int("access", access), check_int("perm_errcode", perm_errcode)
+
+
+_GP_REASONS = (WalkError.NON_CANONICAL, WalkError.BAD_PDPTE)
+_PF_REASONS = (WalkError.NOT_PRESENT, WalkError.NO_MEMSLOT, WalkError.RSVD, WalkError.PERMISSION)
+_RSVD_P = int(PFERR.RSVD | PFERR.P)
+_W_U = int(PFERR.W | PFERR.U)
+_F = int(PFERR.F)

@@ -80,11 +80,14 @@ RFLAGS = Layout(
 # Paging-structure entries.
 # ---------------------------------------------------------------------------
 
-#: A 32-bit paging entry (PDE or PTE) that maps a 4 KiB page or a table.
-PTE32 = Layout(
-    "32-bit paging entry",
-    32,
-    (
+def _x86_flags(ps_doc: str) -> tuple[Field, ...]:
+    """Bits 11:0 that every x86 paging entry with R/W and U/S shares.
+
+    32-bit entries, the 4 MiB PDE, and PAE/4-level/5-level entries all start
+    with these rows; only the meaning of bit 7 depends on the entry, so the
+    caller names it. Declared once here, and read by every layout below.
+    """
+    return (
         Field("P", 0, 0, "present"),
         Field("W", 1, 1, "writable"),
         Field("U", 2, 2, "user-mode accesses allowed"),
@@ -92,28 +95,26 @@ PTE32 = Layout(
         Field("PCD", 4, 4, "page cache disable"),
         Field("A", 5, 5, "accessed"),
         Field("D", 6, 6, "dirty (leaf only)"),
-        Field("PS", 7, 7, "page size in a PDE when CR4.PSE=1 (PAT in a PTE)"),
+        Field("PS", 7, 7, ps_doc),
         Field("G", 8, 8, "global (leaf only)"),
         Field("AVL", 9, 11, "ignored, free for software"),
-        Field("ADDR", 12, 31, "physical address bits 31:12"),
-    ),
+    )
+
+
+#: A 32-bit paging entry (PDE or PTE) that maps a 4 KiB page or a table.
+PTE32 = Layout(
+    "32-bit paging entry",
+    32,
+    _x86_flags("page size in a PDE when CR4.PSE=1 (PAT in a PTE)")
+    + (Field("ADDR", 12, 31, "physical address bits 31:12"),),
 )
 
 #: A 32-bit PDE with PS=1 and CR4.PSE=1: a 4 MiB page (PSE-36 form).
 PDE32_4M = Layout(
     "32-bit 4 MiB PDE",
     32,
-    (
-        Field("P", 0, 0, "present"),
-        Field("W", 1, 1, "writable"),
-        Field("U", 2, 2, "user-mode accesses allowed"),
-        Field("PWT", 3, 3, "page write-through"),
-        Field("PCD", 4, 4, "page cache disable"),
-        Field("A", 5, 5, "accessed"),
-        Field("D", 6, 6, "dirty"),
-        Field("PS", 7, 7, "page size: 1 here"),
-        Field("G", 8, 8, "global"),
-        Field("AVL", 9, 11, "ignored, free for software"),
+    _x86_flags("page size: 1 here")
+    + (
         Field("PAT", 12, 12, "page attribute table index bit"),
         Field("ADDR_HI", 13, 16, "physical address bits 35:32 (PSE-36)"),
         Field("RSVD", 17, 21, "reserved: a set bit is a RSVD fault"),
@@ -141,17 +142,8 @@ PDPTE_PAE = Layout(
 PTE64 = Layout(
     "PAE / 64-bit paging entry",
     64,
-    (
-        Field("P", 0, 0, "present"),
-        Field("W", 1, 1, "writable"),
-        Field("U", 2, 2, "user-mode accesses allowed"),
-        Field("PWT", 3, 3, "page write-through"),
-        Field("PCD", 4, 4, "page cache disable"),
-        Field("A", 5, 5, "accessed"),
-        Field("D", 6, 6, "dirty (leaf only)"),
-        Field("PS", 7, 7, "page size in a PDPTE/PDE; reserved in PML4E/PML5E; PAT in a PTE"),
-        Field("G", 8, 8, "global (leaf only)"),
-        Field("AVL", 9, 11, "ignored, free for software"),
+    _x86_flags("page size in a PDPTE/PDE; reserved in PML4E/PML5E; PAT in a PTE")
+    + (
         Field("ADDR", 12, 51, "physical address (bits at or above MAXPHYADDR reserved)"),
         Field("AVL_HI", 52, 58, "ignored, free for software"),
         Field("PKEY", 59, 62, "protection key (leaf, 4/5-level only; PAE: reserved)"),
@@ -327,27 +319,48 @@ class EntryFormat:
         check_range("EntryFormat.max_addr_bit", self.max_addr_bit, 1, 65)
         for mask in ("present_mask", "accessed_mask", "dirty_mask", "nx_mask", "base_addr_mask"):
             check_range(f"EntryFormat.{mask}", getattr(self, mask), 0, 1 << 64)
+        # Derived once, for index(): the lowest address bit each level
+        # translates (by level, 1-5; entry 0 unused) and the index width.
+        object.__setattr__(
+            self, "shifts", (0,) + tuple(12 + self.level_bits * (lv - 1) for lv in range(1, 6))
+        )
+        object.__setattr__(self, "index_mask", (1 << self.level_bits) - 1)
 
     def level_shift(self, level: int) -> int:
         """Lowest address bit translated at ``level`` (12 for level 1)."""
         level = check_range("level", level, 1, 6)
-        return 12 + self.level_bits * (level - 1)
+        return self.shifts[level]
 
     def index(self, addr: int, level: int) -> int:
-        """Index of the entry for ``addr`` in a level-``level`` table."""
-        addr = check_range("addr", addr, 0, 1 << 64)
-        level = check_range("level", level, 1, 6)
-        return (addr >> self.level_shift(level)) & ((1 << self.level_bits) - 1)
+        """Index of the entry for ``addr`` in a level-``level`` table.
+
+        The ``level_bits`` bits of ``addr`` from :meth:`level_shift` up. This
+        is the one place the index is written; the unrolled fast paths
+        (:mod:`refimpl.fast`) use the ``shifts`` and ``index_mask`` it reads.
+
+        KVM
+        ---
+        ``arch/x86/kvm/mmu/paging_tmpl.h``: ``PT_INDEX(addr, lvl)``, defined
+        there through ``__PT_INDEX`` with the format's ``PT_LEVEL_BITS``.
+        """
+        if type(addr) is not int or type(level) is not int or not (
+            0 <= addr < 1 << 64 and 1 <= level <= 5
+        ):
+            addr = check_range("addr", addr, 0, 1 << 64)
+            level = check_range("level", level, 1, 6)
+        return (addr >> self.shifts[level]) & self.index_mask
 
     def leaf_addr_mask(self, level: int) -> int:
         """Bits of a level-``level`` leaf that give the page's address."""
-        level = check_range("level", level, 1, 6)
-        return bits(self.level_shift(level), self.max_addr_bit)
+        if type(level) is not int or not 1 <= level <= 5:
+            level = check_range("level", level, 1, 6)
+        return ((1 << (self.max_addr_bit + 1)) - 1) & ~self.offset_mask(level)
 
     def offset_mask(self, level: int) -> int:
         """Bits of the address that pass through a level-``level`` leaf."""
-        level = check_range("level", level, 1, 6)
-        return (1 << self.level_shift(level)) - 1
+        if type(level) is not int or not 1 <= level <= 5:
+            level = check_range("level", level, 1, 6)
+        return (1 << self.shifts[level]) - 1
 
     def gpte_access(self, pte_bits: int) -> int:
         """The ACC rights of an entry (or of entries ANDed together).
@@ -361,7 +374,8 @@ class EntryFormat:
         TypeError, ValueError
             ``pte_bits`` not an int in ``[0, 2**64)``.
         """
-        pte_bits = check_range("pte_bits", pte_bits, 0, 1 << 64)
+        if type(pte_bits) is not int or not 0 <= pte_bits < 1 << 64:
+            pte_bits = check_range("pte_bits", pte_bits, 0, 1 << 64)
         if self.is_ept:
             return (
                 (_ACC_WRITE if pte_bits & _EPT_W else 0)
@@ -435,8 +449,9 @@ def pse36_addr(pde: int) -> int:
 
     KVM
     ---
-    ``arch/x86/kvm/mmu/mmu.c`` (``pse36_gfn_delta``); KVM treats PSE-36 as
-    always supported (``is_cpuid_PSE36``).
+    ``arch/x86/kvm/mmu/paging_tmpl.h`` (``pse36_gfn_delta``, compiled for
+    ``PTTYPE == 32`` only, and applied when ``is_cpuid_PSE36()``); KVM
+    treats PSE-36 as always supported.
 
     Raises
     ------

@@ -25,8 +25,6 @@ What it models
   one-dimensional walk; L1's EPT/NPT entries get A (and D) from each inner
   walk that succeeds, including the ones for L2's tables, because KVM
   translates table addresses with a write access (setting A/D writes them).
-* :func:`flatten`: the single table a shadow of the composition would hold
-  (gva to L1 gpa, rights ANDed), built by scanning, for differential tests.
 
 Glossary
 --------
@@ -47,34 +45,37 @@ step
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from enum import StrEnum
 
+from refimpl.errors import check_bool, check_instance
 from refimpl.guest.cpu import CpuState, PagingMode
 from refimpl.guest.ept import (
     EPTP_MEMORY_TYPES,
     EPTP_WALK_LENGTHS,
     EptFault,
+    EptFaultKind,
     _check_flag,
     _check_maxphyaddr,
+    _ept_fault,
     ept_violation_exit_qualification,
     ept_walk_context,
     npt_translate,
 )
-from refimpl.guest.faults import WalkError, fault_for
-from refimpl.guest.formats import CR0, CR4, EFER, EPT_EXIT_QUAL, EPTP, PFERR, PTE64, PTTYPE32, pse36_addr
-from refimpl.errors import check_bool, check_instance
+from refimpl.guest.faults import PF_VECTOR, WalkError, _fault_for
+from refimpl.guest.formats import EPT_EXIT_QUAL, EPTP, PFERR, PTTYPE32, pse36_addr
 from refimpl.guest.memory import GuestMemory, check_int
 from refimpl.guest.walker import (
     ACCESS_FETCH,
     ACCESS_WRITE,
     PAE_CR3_PDPT_MASK,
+    _is_canonical,
+    _load_pdptrs,
+    _root_table,
+    _walk_addr_generic,
+    _walk_context_of,
     check_access,
     check_gva,
-    is_canonical,
-    load_pdptrs,
-    root_table,
-    walk_addr_generic,
-    walk_context,
 )
 
 #: exit_info_1 bit 32 of a #NPF: the fault was on the final guest-physical
@@ -132,6 +133,29 @@ class NestedRef:
     phase: str = "walk"
 
 
+class NestedFaultKind(StrEnum):
+    """What a failed nested translation delivers; each equals its string.
+
+    KVM
+    ---
+    ``kvm_inject_page_fault`` (``arch/x86/kvm/x86.c``) for L2's own #PF;
+    ``nested_ept_inject_page_fault`` (``arch/x86/kvm/vmx/nested.c``) and
+    ``nested_svm_inject_npf_exit`` (``arch/x86/kvm/svm/nested.c``) for the
+    VM exits to L1.
+    """
+
+    #: A page fault injected into L2 (a failure in L2's own tables).
+    PF = "#PF"
+    #: A general-protection fault injected into L2 (non-canonical gva, bad PDPTE).
+    GP = "#GP"
+    #: An EPT violation exit to L1.
+    EPT_VIOLATION = "EPT violation"
+    #: An EPT misconfiguration exit to L1.
+    EPT_MISCONFIG = "EPT misconfiguration"
+    #: A nested page fault (#NPF) exit to L1.
+    NPF = "#NPF"
+
+
 @dataclass(frozen=True)
 class NestedFault:
     """Where a failed nested translation is delivered, and with what.
@@ -140,9 +164,9 @@ class NestedFault:
     ----------
     target : str
         ``"L2"`` (an exception injected into L2) or ``"L1"`` (a VM exit).
-    kind : str
+    kind : NestedFaultKind
         ``"#PF"``, ``"#GP"``, ``"EPT violation"``, ``"EPT misconfiguration"``
-        or ``"#NPF"``.
+        or ``"#NPF"`` (a ``str`` enum, equal to those strings).
     address : int
         For #PF, the gva (CR2). For a VM exit, the L2 guest-physical address
         that L1's tables failed to translate (``guest_physical_address`` in
@@ -175,7 +199,7 @@ class NestedFault:
     """
 
     target: str
-    kind: str
+    kind: NestedFaultKind
     address: int
     error_code: int
     reason: WalkError
@@ -278,21 +302,16 @@ class _Inner:
         # translate_nested_gpa: "NPT walks are always user walks", for EPT too.
         access = (access & _WF) | _U
         if self.eptp is not None:
-            walk = walk_addr_generic(self.mem, self.ctx, self.eptp, l2_page, access)
+            walk = _walk_addr_generic(self.mem, self.ctx, self.eptp, l2_page, access, False, 0,
+                                      None, None)
             self.calls.append((l2_page, access, walk.trace))
             if walk.error is None:
                 return walk.gpa, None
-            fault = EptFault(
-                kind="misconfig" if walk.error is WalkError.RSVD else "violation",
-                level=walk.level,
-                error_code=walk.errcode | access,
-                ept_rwx=walk.pte_access & 7,
-                reason=walk.error,
-            )
+            fault = _ept_fault(walk, access)
         else:
             limit = 1 << (52 if self.l1_efer & (1 << 10) else 32)
             if l2_page >= limit:  # not reachable through a legacy NPT
-                fault = fault_for(WalkError.NO_MEMSLOT, access, has_pferr_fetch=True)
+                fault = _fault_for(WalkError.NO_MEMSLOT, access, True)
                 self.calls.append((l2_page, access, ()))
                 self.failure = (l2_page, access, fault)
                 return None, fault
@@ -317,8 +336,8 @@ class _Inner:
             hw = EPT_EXIT_QUAL.GVA_IS_VALID.bit
             if final:
                 hw |= EPT_EXIT_QUAL.GVA_TRANSLATED.bit
-            return ept_exit_to_l1(fault, l2_page, final=final, hw_exit_qualification=hw)
-        return npf_exit_to_l1(fault.error_code, fault.reason, fault.level, l2_page, final=final)
+            return _ept_exit_to_l1(fault, l2_page, final, hw)
+        return _npf_exit_to_l1(fault.error_code, fault.reason, fault.level, l2_page, final)
 
 
 def ept_exit_to_l1(fault: EptFault, l2_page: int, *, final: bool,
@@ -338,12 +357,17 @@ def ept_exit_to_l1(fault: EptFault, l2_page: int, *, final: bool,
     l2_page = check_int("l2_page", l2_page)
     final = check_bool("final", final)
     hw_exit_qualification = check_int("hw_exit_qualification", hw_exit_qualification)
-    if fault.kind == "misconfig":
-        return NestedFault("L1", "EPT misconfiguration", l2_page, fault.error_code,
+    return _ept_exit_to_l1(fault, l2_page, final, hw_exit_qualification)
+
+
+def _ept_exit_to_l1(fault: EptFault, l2_page: int, final: bool,
+                    hw_exit_qualification: int) -> NestedFault:
+    if fault.kind == EptFaultKind.MISCONFIG:
+        return NestedFault("L1", NestedFaultKind.EPT_MISCONFIG, l2_page, fault.error_code,
                            fault.reason, fault.level, final)
     qual = ept_violation_exit_qualification(fault, hw_exit_qualification=hw_exit_qualification)
-    return NestedFault("L1", "EPT violation", l2_page, fault.error_code, fault.reason,
-                       fault.level, final, exit_qualification=qual)
+    return NestedFault("L1", NestedFaultKind.EPT_VIOLATION, l2_page, fault.error_code,
+                       fault.reason, fault.level, final, exit_qualification=qual)
 
 
 def npf_exit_to_l1(error_code: int, reason: WalkError, level: int | None, l2_page: int, *,
@@ -363,8 +387,13 @@ def npf_exit_to_l1(error_code: int, reason: WalkError, level: int | None, l2_pag
         level = check_int("level", level)
     l2_page = check_int("l2_page", l2_page)
     final = check_bool("final", final)
+    return _npf_exit_to_l1(error_code, reason, level, l2_page, final)
+
+
+def _npf_exit_to_l1(error_code: int, reason: WalkError, level: int | None, l2_page: int,
+                    final: bool) -> NestedFault:
     info1 = error_code | (PFERR_GUEST_FINAL if final else PFERR_GUEST_PAGE)
-    return NestedFault("L1", "#NPF", l2_page, info1, reason, level, final,
+    return NestedFault("L1", NestedFaultKind.NPF, l2_page, info1, reason, level, final,
                        exit_info_1=info1, exit_info_2=l2_page)
 
 
@@ -442,7 +471,7 @@ def nested_translate(
     EPT A/D disabled treats those reads as reads; KVM's emulation does not.
     For the final page, the access's ``W``/``F`` plus ``U``.
 
-    EPT violation exit qualification: the classic form (facts 4.6): READ if
+    EPT violation exit qualification: the classic form: READ if
     ``U`` (always), WRITE if ``W``, INSTR if ``F``, bits 5:3 the RWX found,
     and bits 7/8 as hardware would report them for this access
     (GVA_IS_VALID always; GVA_TRANSLATED for the final access only).
@@ -496,13 +525,13 @@ def nested_translate(
         if l1 is None:
             return NestedResult(None, gva, inner.routed(True), None, tuple(trace))
         return NestedResult(l1 | (gva & 0xFFF), gva, None, None, tuple(trace))
-    if mode.long_mode and not is_canonical(gva, l2_cpu.linear_address_bits):
-        f = fault_for(WalkError.NON_CANONICAL, access, has_pferr_fetch=l2_cpu.has_pferr_fetch)
+    if mode.long_mode and not _is_canonical(gva, l2_cpu.linear_address_bits):
+        f = _fault_for(WalkError.NON_CANONICAL, access, l2_cpu.has_pferr_fetch)
         return NestedResult(None, None, _l2_fault(f, gva), None, ())
 
-    ctx = walk_context(l2_cpu)
+    ctx = _walk_context_of(l2_cpu)
     pdpte = None
-    root = root_table(l2_cpu)
+    root = _root_table(l2_cpu)
     if mode is PagingMode.PAE:
         # load_pdptrs: CR3's page goes through L1's tables (a table access,
         # with W|U), then the four PDPTEs are read from the L1 page.
@@ -511,21 +540,19 @@ def nested_translate(
         inner_refs(0, "pdptr")
         if page is None:
             return NestedResult(None, None, inner.routed(False), None, tuple(trace))
-        pdptes = load_pdptrs(l1_mem, page | (cr3 & 0xFFF), l2_cpu.maxphyaddr)
+        pdptes = _load_pdptrs(l1_mem, page | (cr3 & 0xFFF), l2_cpu.maxphyaddr)
         if pdptes is None:
-            f = fault_for(WalkError.BAD_PDPTE, access, has_pferr_fetch=l2_cpu.has_pferr_fetch)
+            f = _fault_for(WalkError.BAD_PDPTE, access, l2_cpu.has_pferr_fetch)
             return NestedResult(None, None, _l2_fault(f, gva), None, tuple(trace))
-        i = (gva >> 30) & 3
+        i = ctx.fmt.index(gva, 3)  # bits 31:30 of a 32-bit address
         pdpte = pdptes[i]
         trace.append(NestedRef("L2", 0, 3, pdpte[0], pdpte[1], cr3 + 8 * i, "pdptr"))
         root = 0
     inner.calls.clear()
     inner_refs.seen.clear()
 
-    walk = walk_addr_generic(
-        l1_mem, ctx, root, gva, access, rflags_ac=l2_cpu.ac, pkru=l2_cpu.pkru,
-        pdpte=pdpte, translate_gpa=inner.translate,
-    )
+    walk = _walk_addr_generic(l1_mem, ctx, root, gva, access, l2_cpu.ac, l2_cpu.pkru, pdpte,
+                              inner.translate)
     entries = walk.trace[1:] if pdpte is not None else walk.trace
     for k, (level, address, value) in enumerate(entries):
         inner_refs(k)
@@ -542,8 +569,7 @@ def nested_translate(
             l2_gpa = _l2_gpa(ctx, entries[-1], gva)
         return NestedResult(None, l2_gpa, inner.routed(final), walk.level, tuple(trace))
     if walk.error is not None:
-        f = fault_for(walk.error, access, has_pferr_fetch=ctx.has_pferr_fetch,
-                      perm_errcode=walk.errcode, level=walk.level)
+        f = _fault_for(walk.error, access, ctx.has_pferr_fetch, walk.errcode, walk.level)
         return NestedResult(None, None, _l2_fault(f, gva), walk.level, tuple(trace), walk.acc)
     l2_gpa = _l2_gpa(ctx, entries[-1], gva)
     return NestedResult(walk.gpa, l2_gpa, None, walk.level, tuple(trace), walk.acc)
@@ -551,287 +577,16 @@ def nested_translate(
 
 def _l2_gpa(ctx, leaf: tuple[int, int, int], gva: int) -> int:
     level, _address, pte = leaf
-    gpa = (pte & ctx._leaf_mask[level]) | (gva & ctx._offset_mask[level])
-    if level == 2 and ctx.fmt is PTTYPE32:
+    fmt = ctx.fmt
+    gpa = (pte & fmt.leaf_addr_mask(level)) | (gva & fmt.offset_mask(level))
+    if level == 2 and fmt is PTTYPE32:
         gpa |= pse36_addr(pte)
     return gpa
 
 
 def _l2_fault(f, gva: int) -> NestedFault:
-    kind = "#PF" if f.vector == 14 else "#GP"
-    return NestedFault("L2", kind, gva if f.vector == 14 else 0, f.error_code, f.reason,
-                       f.level, vector=f.vector)
-
-
-# ---------------------------------------------------------------------------
-# The flattened table: what a shadow of the composition would hold.
-# ---------------------------------------------------------------------------
-
-_EPT_ALLOWED = 0x000F_FFFF_FFFF_F3FF | (1 << 63)  # RWX MT IPAT PS A D, address, SVE
-_ADDR = PTE64.ADDR.mask
-_NX = PTE64.XD.bit
-
-
-def _ept_pages(mem: GuestMemory, eptp: int, execute_only: bool) -> dict[int, tuple[int, int]]:
-    """L2 frame -> (L1 frame, R|W|X ANDed), by scanning L1's EPT tables.
-
-    Written separately from the walker: a recursive scan over every entry.
-    Entries the scan does not understand (unknown bits, W without R, a bad
-    leaf memory type, execute-only without support) map nothing.
-    """
-    out: dict[int, tuple[int, int]] = {}
-    levels = EPTP.WALK_LENGTH.get(eptp) + 1
-
-    def scan(table: int, level: int, base: int, rights: int) -> None:
-        for i in range(512):
-            a = table + 8 * i
-            if not mem.contains(a, 8):
-                return
-            e = mem.read64(a)
-            rwx = e & 7
-            if not rwx or e & ~_EPT_ALLOWED or (rwx & 2 and not rwx & 1):
-                continue
-            if rwx == 4 and not execute_only:
-                continue
-            r = rights & rwx
-            span = 1 << (12 + 9 * (level - 1))
-            start = base + i * span
-            leaf = level == 1 or (e >> 7) & 1
-            if leaf:
-                if level > 3 or (e >> 3) & 7 in (2, 3, 7):
-                    continue
-                frame = (e & _ADDR & ~(span - 1)) >> 12
-                for j in range(span >> 12):
-                    out[(start >> 12) + j] = (frame + j, r)
-            else:
-                if e & 0x78:  # MT/IPAT bits are reserved in tables
-                    continue
-                scan(e & _ADDR, level - 1, start, r)
-
-    scan(eptp & _ADDR, levels, 0, 7)
-    return out
-
-
-def _npt_pages(mem: GuestMemory, ncr3: int, l1_cr4: int, l1_efer: int,
-               maxphyaddr: int) -> dict[int, tuple[int, int]]:
-    """L2 frame -> (L1 frame, R|W|X), by scanning L1's 64-bit NPT tables.
-
-    A page is mapped (R) when every entry on its path is present, user
-    (NPT walks are user walks) and free of reserved bits; W is the AND of
-    the W bits, X is clear if any entry has NX (with L1's EFER.NX).
-    """
-    cpu = CpuState(cr0=CR0.PE.bit | CR0.PG.bit, cr3=ncr3, cr4=l1_cr4 & ~CR4.PKE.mask,
-                   efer=l1_efer, maxphyaddr=maxphyaddr)
-    ctx = walk_context(cpu)
-    rsvd = ctx.rsvd.rsvd_bits_mask
-    nx_on = cpu.nx
-    out: dict[int, tuple[int, int]] = {}
-
-    def scan(table: int, level: int, base: int, w: int, x: int) -> None:
-        for i in range(512):
-            a = table + 8 * i
-            if not mem.contains(a, 8):
-                return
-            e = mem.read64(a)
-            if e & 5 != 5 or e & rsvd[(e >> 7) & 1][level - 1]:
-                continue  # not present, not user, or malformed
-            w2 = w & (e >> 1) & 1
-            x2 = x & (0 if nx_on and e >> 63 else 1)
-            span = 1 << (12 + 9 * (level - 1))
-            start = base + i * span
-            if level == 1 or (e >> 7) & 1:
-                frame = (e & _ADDR & ~(span - 1)) >> 12
-                for j in range(span >> 12):
-                    out[(start >> 12) + j] = (frame + j, 1 | w2 << 1 | x2 << 2)
-            else:
-                scan(e & _ADDR, level - 1, start, w2, x2)
-
-    scan(root_table(cpu), ctx.root_level, 0, 1, 1)
-    return out
-
-
-def _l2_leaves(l1_mem: GuestMemory, l2_cpu: CpuState,
-               second: dict[int, tuple[int, int]]) -> dict[int, int]:
-    """gva page -> flattened 64-bit leaf, by scanning L2's tables in any mode.
-
-    Each L2 table is read at the L1 address ``second`` gives for its page
-    (which must be R and W there: KVM's nested access for tables is
-    ``W|U``); leaves are kept if the final page is R in ``second``.
-    """
-    ctx = walk_context(l2_cpu)  # reserved-bit masks shared with the walker
-    fmt = ctx.fmt
-    nbytes, bits = fmt.entry_bytes, fmt.level_bits
-    rsvd = ctx.rsvd.rsvd_bits_mask
-    nx_on = l2_cpu.nx and fmt.nx_mask
-    long_mode = l2_cpu.mode.long_mode
-    leaves: dict[int, int] = {}
-
-    def l1_address(l2_addr: int) -> int | None:
-        m = second.get(l2_addr >> 12)
-        if m is None or m[1] & 3 != 3:  # the table page must be R and W
-            return None
-        return (m[0] << 12) | (l2_addr & 0xFFF)
-
-    def scan(l2_table: int, level: int, base: int, w: int, u: int, nx: int) -> None:
-        table = l1_address(l2_table & ~0xFFF)
-        if table is None:
-            return
-        for i in range(4096 // nbytes):
-            a = table + nbytes * i
-            if not l1_mem.contains(a, nbytes):
-                return
-            e = l1_mem._load(a, nbytes)
-            if not e & 1 or e & rsvd[(e >> 7) & 1][level - 1]:
-                continue
-            w2, u2 = w & (e >> 1) & 1, u & (e >> 2) & 1
-            nx2 = nx | ((e >> 63) & 1 if nx_on else 0)
-            span = 1 << (12 + bits * (level - 1))
-            start = base + i * span
-            if ctx.is_last_gpte(level, e):
-                frame = (e & ctx._leaf_mask[level]) >> 12  # type: ignore[attr-defined]
-                if fmt is PTTYPE32 and level == 2:
-                    frame |= pse36_addr(e) >> 12
-                pkey = e & (0xF << 59) if long_mode else 0
-                for j in range(span >> 12):
-                    f = second.get(frame + j)
-                    if f is None or not f[1] & 1:
-                        continue
-                    pte = (f[0] << 12) | 1 | PTE64.A.bit | PTE64.D.bit
-                    pte |= (w2 & (f[1] >> 1) & 1) << 1 | u2 << 2
-                    if nx2 or not f[1] & 4:
-                        pte |= _NX
-                    leaves[start + (j << 12)] = pte | pkey
-            else:
-                scan(e & fmt.base_addr_mask, level - 1, start, w2, u2, nx2)
-
-    if l2_cpu.mode is PagingMode.PAE:
-        # load_pdptrs through the second dimension; a failing load maps nothing.
-        cr3 = l2_cpu.cr3 & PAE_CR3_PDPT_MASK
-        pdpt = l1_address(cr3 & _PAGE)
-        pdptes = None if pdpt is None else load_pdptrs(
-            l1_mem, pdpt | (cr3 & 0xFFF), l2_cpu.maxphyaddr)
-        for i, (_gpa, v) in enumerate(pdptes or ()):
-            if v & 1:
-                scan(v & _ADDR, 2, i << 30, 1, 1, 0)
-    else:
-        scan(root_table(l2_cpu), ctx.root_level, 0, 1, 1, 0)
-    return leaves
-
-
-def flatten(
-    l1_mem: GuestMemory,
-    l2_cpu: CpuState,
-    *,
-    eptp: int | None = None,
-    ncr3: int | None = None,
-    l1_cr4: int | None = None,
-    l1_efer: int | None = None,
-    execute_only: bool = True,
-    maxphyaddr: int = 52,
-) -> tuple[GuestMemory, CpuState]:
-    """One table mapping L2 virtual addresses straight to L1 physical ones.
-
-    Scans L1's EPT (``eptp``) or 64-bit NPT (``ncr3``) into a map of L2
-    frames, then scans L2's tables (32-bit, PAE, four- or five-level),
-    reading each through that map, and writes one 4 KiB leaf per mapped
-    page into fresh four-level tables (five-level for a five-level L2). A
-    page is mapped when L2's path to it is valid, every L2 table on the
-    path (and, for PAE, the PDPT page) is readable and writable in L1's
-    tables (KVM's nested access for tables is ``W|U``), and the final page
-    is readable there (every nested access carries ``U``: for EPT that
-    means R, for NPT a user page). Its rights are the AND of both
-    dimensions: W if L2 and L1 allow writes, U as L2 says, NX if L2 has NX
-    or L1's tables forbid execution. Every flattened entry has A and D set.
-
-    Parameters
-    ----------
-    l1_mem : refimpl.guest.memory.GuestMemory
-    l2_cpu : refimpl.guest.cpu.CpuState
-        L2's registers; any paged mode.
-    eptp : int or None
-        L1's EPT pointer.
-    ncr3, l1_cr4, l1_efer : int or None
-        L1's nested CR3, CR4 and EFER (64-bit NPT only: EFER.LMA=1).
-    execute_only : bool
-        EPT: whether execute-only entries are allowed.
-    maxphyaddr : int
-        L1's MAXPHYADDR (NPT reserved bits).
-
-    Returns
-    -------
-    (refimpl.guest.memory.GuestMemory, refimpl.guest.cpu.CpuState)
-        The flattened tables, and L2's registers with CR3 pointing at them.
-        A 32-bit or PAE L2 gets four-level long-mode registers (CR4.PAE,
-        EFER.LME/LMA/NX set, CR4.PSE/PKE cleared; CR0.WP, SMEP, SMAP kept):
-        its gvas are below 4 GiB, so the walk is the same kind of walk.
-
-    Raises
-    ------
-    TypeError, ValueError
-        Misuse: both or neither of ``eptp``/``ncr3``, a bad EPTP, NPT
-        without long mode, or an L2 without paging.
-
-    Notes
-    -----
-    One case has no single-table equivalent: with L2's CR0.WP=0 a
-    supervisor write ignores W, so a page L1 maps read-only stays writable
-    for supervisor writes in the flat table, where the composed walk exits
-    to L1.
-
-    KVM
-    ---
-    Not a KVM structure: the equivalent single table. KVM's shadow of L1's
-    EPT/NPT (``guest_mmu``, :mod:`refimpl.host.tdp12`) holds L1's rights;
-    hardware ANDs them with L2's own tables at run time, giving the rights
-    built here.
-    """
-    if not isinstance(l1_mem, GuestMemory):
-        raise TypeError(f"l1_mem must be a GuestMemory, got {type(l1_mem).__name__}")
-    if not isinstance(l2_cpu, CpuState):
-        raise TypeError(f"l2_cpu must be a CpuState, got {type(l2_cpu).__name__}")
-    if l2_cpu.mode is PagingMode.NONE:
-        raise ValueError("l2_cpu: flatten needs L2 paging (CR0.PG=1)")
-    maxphyaddr = _check_maxphyaddr(maxphyaddr)
-    if (eptp is None) == (ncr3 is None):
-        raise ValueError("eptp, ncr3: give exactly one (EPT or NPT)")
-    if eptp is not None:
-        eptp = _check_eptp(eptp)
-        execute_only = _check_flag("execute_only", execute_only)
-        second = _ept_pages(l1_mem, eptp, execute_only)
-    else:
-        if l1_cr4 is None or l1_efer is None:
-            raise ValueError("l1_cr4, l1_efer: required with ncr3 (they give the NPT format)")
-        l1_efer = check_int("l1_efer", l1_efer)
-        if not l1_efer & EFER.LMA.bit:
-            raise ValueError("l1_efer: flatten supports 64-bit NPT only (EFER.LMA=1)")
-        second = _npt_pages(l1_mem, check_int("ncr3", ncr3), check_int("l1_cr4", l1_cr4),
-                            l1_efer, maxphyaddr)
-    leaves = _l2_leaves(l1_mem, l2_cpu, second)
-    top = 5 if l2_cpu.mode is PagingMode.LEVEL5 else 4
-
-    # Write the leaves into fresh tables: page 0 is the root.
-    tables: dict[tuple[int, int], int] = {}  # (level, gva prefix) -> table page index
-    pages = [bytearray(4096)]
-    tables[(top, 0)] = 0
-    for va, pte in sorted(leaves.items()):
-        t = 0
-        for level in range(top, 1, -1):
-            shift = 12 + 9 * (level - 1)
-            idx = (va >> shift) & 511
-            key = (level - 1, va >> shift)
-            child = tables.get(key)
-            if child is None:
-                child = tables[key] = len(pages)
-                pages.append(bytearray(4096))
-                entry = (child << 12) | 0x7 | PTE64.A.bit  # P, W, U, A
-                pages[t][idx * 8: idx * 8 + 8] = entry.to_bytes(8, "little")
-            t = child
-        idx = (va >> 12) & 511
-        pages[t][idx * 8: idx * 8 + 8] = pte.to_bytes(8, "little")
-    flat = GuestMemory(4096 * len(pages))
-    flat.write(0, bytes(b"".join(pages)))
-    if l2_cpu.mode.long_mode:
-        return flat, replace(l2_cpu, cr3=0)
-    cpu = replace(l2_cpu, cr3=0, cr4=(l2_cpu.cr4 | CR4.PAE.bit) & ~(CR4.PSE.mask | CR4.PKE.mask),
-                  efer=l2_cpu.efer | EFER.LME.bit | EFER.LMA.bit | EFER.NXE.bit)
-    return flat, cpu
+    if f.vector == PF_VECTOR:
+        return NestedFault("L2", NestedFaultKind.PF, gva, f.error_code, f.reason, f.level,
+                           vector=f.vector)
+    return NestedFault("L2", NestedFaultKind.GP, 0, f.error_code, f.reason, f.level,
+                       vector=f.vector)

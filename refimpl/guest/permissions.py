@@ -211,6 +211,15 @@ def permission_fault(
     access = check_range("access", access, 0, 1 << 64)
     pkru = check_range("pkru", pkru, 0, 1 << 32)
     rflags_ac = check_bool("rflags_ac", rflags_ac)
+    return _permission_fault(permissions, pkru_mask, pte_access, pte_pkey, access, rflags_ac,
+                             pkru)
+
+
+def _permission_fault(
+    permissions: tuple[int, ...], pkru_mask: int, pte_access: int, pte_pkey: int, access: int,
+    rflags_ac: bool, pkru: int,
+) -> int:
+    """:func:`permission_fault` for arguments the walker has already checked."""
     pfec = access & PFEC_INDEX_MASK
     not_smap = rflags_ac and not access & _IMPLICIT
     index = (pfec | (_RSVD if not_smap else 0)) >> 1

@@ -52,7 +52,7 @@ class RsvdBitsValidate:
     ---
     ``arch/x86/include/asm/kvm_host.h`` (``struct rsvd_bits_validate``);
     checked by ``__is_rsvd_bits_set`` and ``__is_bad_mt_xwr`` in
-    ``arch/x86/kvm/mmu/mmu.h`` / ``mmu.c``.
+    ``arch/x86/kvm/mmu/spte.h``.
     """
 
     rsvd_bits_mask: tuple[tuple[int, ...], tuple[int, ...]]
@@ -82,9 +82,13 @@ class RsvdBitsValidate:
         TypeError, ValueError
             As :meth:`mask`.
         """
-        pte = check_range("pte", pte, 0, 1 << 64)
-        level = check_range("level", level, 1, len(self.rsvd_bits_mask[0]) + 1)
-        if pte & self.rsvd_bits_mask[(pte >> 7) & 1][level - 1]:
+        masks = self.rsvd_bits_mask
+        if type(pte) is not int or type(level) is not int or not (
+            0 <= pte < 1 << 64 and 1 <= level <= len(masks[0])
+        ):
+            pte = check_range("pte", pte, 0, 1 << 64)
+            level = check_range("level", level, 1, len(masks[0]) + 1)
+        if pte & masks[(pte >> 7) & 1][level - 1]:
             return True
         return bool((self.bad_mt_xwr >> (pte & 0x3F)) & 1)
 

@@ -43,7 +43,8 @@ from refimpl.host.roles import PageRole
 from refimpl.guest.rsvd import RsvdBitsValidate
 from refimpl.host.spte import SpteFormat, shadow_zero_check_for, tdp_shadow_zero_check
 from refimpl.host.vm import HostMemory, Kvm, Vcpu
-from refimpl.guest.walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, check_access, translate
+from refimpl.fast.scalar import translate
+from refimpl.guest.walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, check_access
 from refimpl.errors import (check_bool, check_choice, check_fields, check_instance, check_int, check_items,
                      check_page_aligned, check_range)
 

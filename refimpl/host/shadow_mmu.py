@@ -88,8 +88,9 @@ from refimpl.host.spte import (
 from refimpl.host.vm import Kvm, Memslot, MemslotChange, MemslotChangeKind, Vcpu
 from refimpl.guest.walker import (
     ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, TranslateResult, WalkContext, check_access,
-    check_gva, load_pdptrs, translate, walk_addr_generic, walk_context,
+    check_gva, load_pdptrs, walk_addr_generic, walk_context,
 )
+from refimpl.fast.scalar import translate
 from refimpl.errors import check_bugs, check_instance, check_range
 
 __all__ = [

@@ -89,7 +89,8 @@ from refimpl.host.roles import (
 from refimpl.host.shadow_mmu import GuestPageTables
 from refimpl.host.tdp_mmu import TdpMmu
 from refimpl.host.vm import HostMemory, Kvm, MemslotFlags
-from refimpl.guest.walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, translate
+from refimpl.fast.scalar import translate
+from refimpl.guest.walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE
 
 __all__ = [
     "EVENT_KINDS", "Event", "Workload", "Run", "Mismatch", "DifferentialReport",
