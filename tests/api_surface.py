@@ -622,7 +622,6 @@ OUTPUT_RECORDS: dict[str, str] = {
     "refimpl.viz.walk.WalkReport": "returned by the walk explainer",
     "refimpl.host.vm.MemslotChange": "made by Kvm and passed to memslot notifiers",
     "refimpl.guest.walker.Walk": "the walker's result, one per walk (hot path)",
-    "refimpl.guest.walker.TranslateResult": "returned by translate, one per walk (hot path)",
 }
 
 #: The struct layouts of the legacy, split and refactoring-step models.

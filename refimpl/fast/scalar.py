@@ -138,26 +138,14 @@ _ACCESSES = frozenset(
     for i in (0, ACCESS_IMPLICIT)
 )
 
-# The result is built without TranslateResult's __init__, whose per-field
-# object.__setattr__ (the price of frozen=True) costs as much as a walk:
-# a new object, then each slot set through its descriptor. The record is
-# the same as one built by __init__, and as immutable.
-_new = object.__new__
-_set_gpa = TranslateResult.gpa.__set__  # type: ignore[attr-defined]
-_set_fault = TranslateResult.fault.__set__  # type: ignore[attr-defined]
-_set_level = TranslateResult.level.__set__  # type: ignore[attr-defined]
-_set_trace = TranslateResult.trace.__set__  # type: ignore[attr-defined]
-_set_rights = TranslateResult.access_rights.__set__  # type: ignore[attr-defined]
+# TranslateResult is a NamedTuple: one tuple allocation builds it, with no
+# Python-level __init__ (the keyword-checking __new__ NamedTuple generates
+# costs a third of a walk).
+_tuple_new = tuple.__new__
 
 
 def _result(gpa, fault, level, trace, access_rights) -> TranslateResult:
-    r = _new(TranslateResult)
-    _set_gpa(r, gpa)
-    _set_fault(r, fault)
-    _set_level(r, level)
-    _set_trace(r, trace)
-    _set_rights(r, access_rights)
-    return r
+    return _tuple_new(TranslateResult, (gpa, fault, level, trace, access_rights))
 
 
 def _make_fast_walk(cpu: CpuState):
@@ -340,12 +328,7 @@ def _make_fast_walk(cpu: CpuState):
         acc = (both & _ACC_WU) | (ored < _NX)
         if not leaf & _D:
             acc &= _NOT_ACC_WRITE
-        r = _new(TranslateResult)
-        _set_gpa(r, (leaf & leaf_mask[level]) | (gva & offset_mask[level]))
-        _set_fault(r, None)
-        _set_level(r, level)
-        _set_trace(r, trace)
-        _set_rights(r, acc)
-        return r
+        return _tuple_new(TranslateResult, ((leaf & leaf_mask[level]) | (gva & offset_mask[level]),
+                                            None, level, trace, acc))
 
     return walk5 if five_level else walk4

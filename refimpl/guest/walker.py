@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 from functools import lru_cache
 
 from refimpl.errors import check_bool, check_instance, check_int, check_range
@@ -414,9 +415,12 @@ def _update_accessed_dirty_bits(mem, fmt, entries, write) -> None:
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TranslateResult:
+class TranslateResult(NamedTuple):
     """The result of :func:`translate`: an immutable record.
+
+    A :class:`~typing.NamedTuple`: its fields are read by name, it cannot be
+    changed, and building one is a single allocation, which matters because
+    the fast scalar walk (:mod:`refimpl.fast.scalar`) returns one per call.
 
     Parameters
     ----------
