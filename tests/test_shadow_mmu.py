@@ -27,9 +27,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from refimpl.guest.cpu import CpuState, PagingMode
 from refimpl.guest.memory import GuestMemory
 from refimpl.host.roles import PAGE_ROLE, PageRole
+from refimpl.guest.tables import GuestPageTables
 from refimpl.host.shadow_mmu import (
-    BUGS, GuestPageTables, ShadowMmu, detect_write_misaligned, get_written_sptes,
-    kvm_mmu_child_role,
+    BUGS, ShadowMmu, detect_write_misaligned, get_written_sptes, kvm_mmu_child_role,
 )
 from refimpl.host.spte import is_shadow_present_pte, spte_to_pfn
 from refimpl.host.vm import HostMemory, Kvm
