@@ -1,7 +1,7 @@
 """Guest page tables built in guest memory, as a guest kernel builds them.
 
 The shadow MMU's tests, the workloads of :mod:`refimpl.layouts.workload`
-and the chapters need guests with page tables: :class:`GuestPageTables`
+and the chapters need guests with page tables: :class:`refimpl.guest.tables.GuestPageTables`
 writes 32-bit, PAE and four-level tables into a
 :class:`refimpl.guest.memory.GuestMemory`, allocating table frames from a
 given gfn up. It belongs to the guest, not to KVM: KVM only reads such

@@ -9,16 +9,16 @@ strings the model used to return keep working.
 
 Glossary
 --------
-:class:`RetPf`
+:class:`refimpl.host.mmu.RetPf`
     What KVM's page-fault handler did (``RET_PF_*``).
-:class:`HwFault`
+:class:`refimpl.host.mmu.HwFault`
     Why the CPU's walk of KVM's tables stopped.
-:class:`AccessPath`
+:class:`refimpl.host.mmu.AccessPath`
     Who completed a guest access: the CPU, KVM's emulator, userspace (MMIO),
     or nobody (the guest, or L1, receives a fault).
-:class:`GuestStore`
+:class:`refimpl.host.mmu.GuestStore`
     How a guest store to one of its page tables reached memory.
-:class:`AccessResult`
+:class:`refimpl.host.mmu.AccessResult`
     The one record of a guest access, for the TDP and the shadow MMU.
 
 KVM
@@ -163,7 +163,7 @@ class AccessResult:
 
     @property
     def faults(self) -> int:
-        """The TDP MMU's name for :attr:`exits`."""
+        """The TDP MMU's name for ``exits``."""
         return self.exits
 
     @property
