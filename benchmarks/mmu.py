@@ -107,7 +107,7 @@ def shadow_guest_tables(npages: int, *, bulk: bool = True):
     bytes. Returns the guest memory (tables only), the tables, and the
     number of frames below the first data frame.
     """
-    from refimpl.host.shadow_mmu import GuestPageTables
+    from refimpl.guest.tables import GuestPageTables
 
     tables = npages // 512 + 8
     guest = GuestMemory((tables + 8) << 12)  # the guest's page tables only

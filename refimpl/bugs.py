@@ -96,9 +96,9 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "two large guest pages map one frame; the read-only one reuses the "
         "direct SP the writable one made writable",
         "kvm-unit-tests corrupt_hugepage_trigger ('commit e09e90a5 in the kvm tree')",
-        "'KVM: MMU: fix direct sp's access corrupted' (Xiao Guangrong; mainline "
-        "9e7b0e7fba45 in a mirror, title and text verified) and 'fix conflict access "
-        "permissions in direct sp' (5fd5387c89ec, verified)",
+        "'KVM: MMU: fix direct sp's access corrupted' (Xiao Guangrong; 9e7b0e7fba45, "
+        "unconfirmed) and 'fix conflict access permissions in direct sp' "
+        "(5fd5387c89ec, unconfirmed)",
         (_SM + "test_corrupt_hugepage_trigger", _SM + "test_corrupt_hugepage_trigger_naive"),
         "a direct SP's role.access includes the large page's own rights",
         "shadow-mmu-regressions"),
@@ -108,7 +108,7 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "other large page aliasing it loses its dirty bit",
         "kvm-unit-tests check_large_pte_dirty_for_nowp",
         "'KVM: MMU: fix Dirty bit missed if CR0.WP = 0' (Xiao Guangrong, 2012; "
-        "c22885050e65, verified)",
+        "c22885050e65, unconfirmed)",
         (_SM + "test_check_large_pte_dirty_for_nowp",
          _SM + "test_check_large_pte_dirty_for_nowp_naive"),
         "the WP=0 fix-up (W=1, U=0) is applied before the direct SP's role is chosen",
@@ -119,7 +119,7 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "executable, so SMEP stops nothing",
         "kvm-unit-tests check_smep_andnot_wp (2011)",
         "SMEP support in the shadow MMU, 2011 (id not verified); related: "
-        "5f0b819995e1 'fix reserved bit check for ept=0/CR0.WP=0/CR4.SMEP=1/EFER.NX=0' (verified)",
+        "5f0b819995e1 'fix reserved bit check for ept=0/CR0.WP=0/CR4.SMEP=1/EFER.NX=0' (unconfirmed)",
         (_SM + "test_check_smep_andnot_wp", _SM + "test_check_smep_andnot_wp_naive"),
         "with SMEP the WP=0 fix-up also sets NX on the SPTE",
         "shadow-mmu-regressions"),

@@ -262,6 +262,7 @@ GOOD_IN: dict[str, dict[str, object]] = {
         "refimpl.layouts.legacy", fromlist=["Host"]).Host()},
     "refimpl.host.tdp_mmu": {"vcpu": _vcpu_vm},
     "refimpl.host.mmu": {"vcpu": _vcpu_vm},
+    "refimpl.host.tlb": {"vcpu": _vcpu_vm},
     "refimpl.host.shadow_mmu": {"mode": lambda: PagingMode.LEVEL4},
 }
 
@@ -302,7 +303,7 @@ def _instances_more():
     from refimpl import bugs
     from refimpl.guest import formats, nested, rsvd, walker
     from refimpl.layouts import legacy as mmu_legacy
-    from refimpl.host.shadow_mmu import GuestPageTables
+    from refimpl.guest.tables import GuestPageTables
     from refimpl.viz import layouts, svg
     from refimpl.host.vm import HostMemory, Memslot
 
@@ -327,7 +328,7 @@ def _instances_more():
         "refimpl.guest.nested.NestedResult": nested_result,
         "refimpl.guest.rsvd.RsvdBitsValidate": lambda: rsvd.reset_rsvds_bits_mask(
             root_level=4, maxphyaddr=46, nx=True, gbpages=True, pse=True),
-        "refimpl.host.shadow_mmu.GuestPageTables": lambda: GuestPageTables(
+        "refimpl.guest.tables.GuestPageTables": lambda: GuestPageTables(
             GuestMemory(0x20000), PagingMode.LEVEL4, 0x10),
         "refimpl.viz.layouts.LayoutReport": lambda: layouts.explain_layout(layouts.LayoutSetup()),
         "refimpl.viz.svg.Box": lambda: svg.Box("a", 10, 10, 50, "A"),
@@ -589,8 +590,8 @@ OUTPUT_RECORDS: dict[str, str] = {
     "refimpl.guest.ept.EptFault": "the fault an EPT/NPT walk returns",
     "refimpl.guest.ept.EptResult": "returned by ept_translate/npt_translate, one per walk",
     "refimpl.guest.faults.Fault": "the #PF/#GP a walk returns, one per faulting walk",
-    "refimpl.host.mmu.MmuStats": "counters the MMU keeps and callers read",
-    "refimpl.host.mmu.TlbEntry": "built per TLB fill (hot path)",
+    "refimpl.host.kvm_mmu.MmuStats": "counters the MMU keeps and callers read",
+    "refimpl.host.tlb.TlbEntry": "built per TLB fill (hot path)",
     "refimpl.host.mmu.HwResult": "returned by hw_translate, one per access",
     "refimpl.guest.nested.NestedRef": "a trace row of a nested walk, one per memory reference",
     "refimpl.guest.nested.NestedFault": "the fault a nested walk returns",
@@ -602,17 +603,15 @@ OUTPUT_RECORDS: dict[str, str] = {
     "refimpl.layouts.workload.Run": "the outcomes of running a workload",
     "refimpl.layouts.workload.Mismatch": "a difference the differential driver reports",
     "refimpl.layouts.workload.DifferentialReport": "returned by the differential driver",
-    "refimpl.host.shadow_mmu.ShadowPage": "a shadow page the MMU allocates",
+    "refimpl.host.mmu_page.MmuPage": "a page either MMU allocates",
     "refimpl.host.shadow_mmu.GuestWalk": "the shadow MMU's record of a guest walk, per fault",
-    "refimpl.host.shadow_mmu.AccessResult": "returned by ShadowMmu.access, per access",
+    "refimpl.host.outcomes.AccessResult": "returned by ShadowMmu.access and TdpMmu.guest_access",
     "refimpl.host.shadow_mmu.FaultStep": "a trace row of a shadow page fault",
     "refimpl.host.shadow_mmu.ShadowVcpu": "made by ShadowMmu.add_vcpu",
     "refimpl.host.spte.SpteResult": "returned by make_spte, per SPTE (hot path)",
     "refimpl.host.tdp12.L2Access": "returned by the nested TDP MMU, per access",
     "refimpl.host.tdp12.Tdp12Vcpu": "made by the nested TDP MMU's add_vcpu",
-    "refimpl.host.tdp_mmu.TdpMmuPage": "a page the TDP MMU allocates",
     "refimpl.host.tdp_mmu.FaultResult": "returned by TdpMmu.page_fault, per fault",
-    "refimpl.host.tdp_mmu.AccessResult": "returned by TdpMmu.access, per access",
     "refimpl.host.tdp_mmu.LeafSpte": "yielded by the TDP MMU's leaf iterator, per SPTE",
     "refimpl.viz.bitmap.Lookup": "returned by the permission-bitmap lookup",
     "refimpl.viz.layouts.LayoutReport": "returned by explain_layout",
@@ -658,9 +657,9 @@ def _record_factories() -> dict[str, object]:
         "refimpl.bugs.ReplayedBug": lambda: bugs.REPLAYED[0],
         "refimpl.guest.formats.EntryFormat": lambda: formats.PTTYPE64,
         "refimpl.story.ledger.LedgerRow": lambda: ledger.LEDGER[0],
-        "refimpl.host.mmu.MmuKind": lambda: mmu.tdp_kind(_fmt()),
-        "refimpl.host.mmu.RootInfo": lambda: mmu.RootInfo(0x1000, 0x2000),
-        "refimpl.host.mmu.Mmu": lambda: mmu.Mmu(mmu.tdp_kind(_fmt()), page_fault=print),
+        "refimpl.host.kvm_mmu.MmuKind": lambda: mmu.tdp_kind(_fmt()),
+        "refimpl.host.kvm_mmu.RootInfo": lambda: mmu.RootInfo(0x1000, 0x2000),
+        "refimpl.host.kvm_mmu.Mmu": lambda: mmu.Mmu(mmu.tdp_kind(_fmt()), page_fault=print),
         "refimpl.layouts.legacy.Derived": more["refimpl.layouts.legacy.Derived"],
         "refimpl.layouts.legacy.RootInfo": lambda: mmu_legacy.RootInfo(0x1000, "root"),
         "refimpl.story.history.Change": lambda: history.CHANGES[0],

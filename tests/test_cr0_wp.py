@@ -1,4 +1,4 @@
-"""Behaviour 16 (kvm-facts section 9): toggling CR0.WP with TDP keeps the roots,
+"""Toggling CR0.WP with TDP keeps the roots,
 yet the next emulated permission check honours the new WP.
 
 kvm-unit-tests' ``check_toggle_cr0_wp`` is the regression this guards; the

@@ -177,3 +177,80 @@ def test_bad_types():
         calc_tdp_root_role(calc_cpu_role(0, 0, 0), tdp_level=3)
     with pytest.raises(TypeError, match="cpu_role"):
         calc_shadow_root_role(0x3704)
+
+
+# ---------------------------------------------------------------------------
+# The register bits and ACC masks roles.py derives from refimpl.guest.formats:
+# each is pinned here to its SDM position (CR0: WP 16, PG 31; CR4: PSE 4,
+# PAE 5, LA57 12, SMEP 20, SMAP 21, PKE 22; EFER: LME 8, LMA 10, NXE 11) and
+# to spte.h for ACC (EXEC 1, WRITE = PT_WRITABLE_MASK 1 << 1, USER =
+# PT_USER_MASK 1 << 2), so a swap in either module is caught.
+# ---------------------------------------------------------------------------
+
+from refimpl.host import roles as _roles  # noqa: E402
+
+SDM_BITS = {
+    "CR0_PG": 31, "CR0_WP": 16,
+    "CR4_PSE": 4, "CR4_PAE": 5, "CR4_LA57": 12, "CR4_SMEP": 20, "CR4_SMAP": 21, "CR4_PKE": 22,
+    "EFER_LME": 8, "EFER_LMA": 10, "EFER_NX": 11,
+}
+
+
+def test_register_bits_are_the_sdm_positions():
+    assert {name: getattr(_roles, name) for name in SDM_BITS} == {
+        name: 1 << bit for name, bit in SDM_BITS.items()}
+
+
+def test_acc_masks_are_spte_h():
+    assert (_roles.ACC_EXEC_MASK, _roles.ACC_WRITE_MASK, _roles.ACC_USER_MASK,
+            _roles.ACC_ALL) == (1, 2, 4, 7)
+
+
+def _fields_set(role):
+    """Names of the role fields that are non-zero, base and extended."""
+    return ({f.name for f in PAGE_ROLE if getattr(role.base, f.name)}
+            | {"ext." + f.name for f in EXT_ROLE if getattr(role.ext, f.name)})
+
+
+def _single_bit_effects():
+    """For each CR4/EFER/CR0 bit, the role fields it turns on by itself,
+    on top of a long-mode guest with CR0.WP=0 (so SMEP/SMAP show in both the
+    base and the extended role)."""
+    base = (PG | PE, PAE, LME | LMA)
+    before = _fields_set(calc_cpu_role(*base))
+    extra = {"CR0.WP": (WP, 0, 0), "CR4.PSE": (0, PSE, 0), "CR4.LA57": (0, LA57, 0),
+             "CR4.SMEP": (0, SMEP, 0), "CR4.SMAP": (0, SMAP, 0), "CR4.PKE": (0, PKE, 0),
+             "EFER.NX": (0, 0, NX)}
+    out = {}
+    for name, (c0, c4, ef) in extra.items():
+        role = calc_cpu_role(base[0] | c0, base[1] | c4, base[2] | ef)
+        out[name] = _fields_set(role) ^ before
+    return out
+
+
+# Worked out from kvm_calc_cpu_role: which role bits each register bit sets.
+EXPECTED_EFFECTS = {
+    "CR0.WP": {"cr0_wp"},
+    "CR4.PSE": {"ext.cr4_pse"},
+    "CR4.LA57": {"ext.cr4_la57"},   # level 4 -> 5 changes "level" too, below
+    "CR4.SMEP": {"smep_andnot_wp", "ext.cr4_smep"},
+    "CR4.SMAP": {"smap_andnot_wp", "ext.cr4_smap"},
+    "CR4.PKE": {"ext.cr4_pke"},
+    "EFER.NX": {"efer_nx"},
+}
+
+
+def test_each_register_bit_sets_its_own_role_bits():
+    assert _single_bit_effects() == EXPECTED_EFFECTS
+    assert calc_cpu_role(PG | PE, PAE | LA57, LME | LMA).base.level == 5
+
+
+def test_a_swap_of_two_register_bits_is_caught(monkeypatch):
+    # Plant the mistake the derived constants prevent: SMEP and SMAP swapped.
+    monkeypatch.setattr(_roles, "CR4_SMEP", _roles.CR4_SMAP)
+    monkeypatch.setattr(_roles, "CR4_SMAP", SMEP)
+    got = _single_bit_effects()
+    assert got != EXPECTED_EFFECTS
+    assert got["CR4.SMEP"] == {"smap_andnot_wp", "ext.cr4_smap"}
+    assert {name: getattr(_roles, name) for name in SDM_BITS} != {
+        name: 1 << bit for name, bit in SDM_BITS.items()}

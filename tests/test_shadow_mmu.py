@@ -27,9 +27,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from refimpl.guest.cpu import CpuState, PagingMode
 from refimpl.guest.memory import GuestMemory
 from refimpl.host.roles import PAGE_ROLE, PageRole
+from refimpl.guest.tables import GuestPageTables
 from refimpl.host.shadow_mmu import (
-    BUGS, GuestPageTables, ShadowMmu, detect_write_misaligned, get_written_sptes,
-    kvm_mmu_child_role,
+    BUGS, ShadowMmu, detect_write_misaligned, get_written_sptes, kvm_mmu_child_role,
 )
 from refimpl.host.spte import is_shadow_present_pte, spte_to_pfn
 from refimpl.host.vm import HostMemory, Kvm
@@ -876,3 +876,45 @@ def test_hw_walk_is_hw_translate_shadow(mode):
                 assert bytes(buf) == after, ("A/D bits differ", mode, hex(gva), acc)
                 compared += want.fault is None
         assert compared, "no access went through the shadow tables"
+
+
+# ---------------------------------------------------------------------------
+# Shadow pages live in the VM's hash; outcomes are values
+# ---------------------------------------------------------------------------
+
+
+def test_unsync_pages_are_per_vm_and_found_again_by_another_vcpu():
+    from refimpl.host.mmu import GuestStore, MmuPage
+    kvm, mem, pt, mmu = new_vm()
+    gva = 0x40_0000
+    path = pt.map(gva, DATA, leaf=P | W | A | D)
+    vc0 = mmu.add_vcpu(regs(PagingMode.LEVEL4, cr3=pt.cr3))
+    mmu.access(vc0, gva, 0)
+    new = (DATA + 0x1000) | P | W | A | D
+    assert mmu.guest_write(vc0, path[1], struct.pack("<Q", new)) is GuestStore.DIRECT
+    (leaf_sp,) = [sp for sp in mmu.shadow_pages() if sp.role.level == 1]
+    assert type(leaf_sp) is MmuPage and not leaf_sp.tdp_mmu_page and leaf_sp.unsync
+    # The unsync page is in the VM's page hash, keyed by (gfn, role word).
+    assert mmu.page_hash[(leaf_sp.gfn, leaf_sp.role.word)] is leaf_sp
+    # A second vCPU loading the same CR3 gets the same root and, as its
+    # fault path descends, the same child SPs from the hash: no new SP.
+    created = mmu.stats["sp_created"]
+    vc1 = mmu.add_vcpu(regs(PagingMode.LEVEL4, cr3=pt.cr3))
+    assert vc1.mmu.root.hpa == vc0.mmu.root.hpa
+    r = mmu.access(vc1, gva, 0)
+    assert mmu.stats["sp_created"] == created
+    # The root load synced the unsync page (vc1 sees the new gpte).
+    assert r.hpa == hpa_of(kvm, DATA + 0x1000)
+
+
+def test_shadow_access_paths_are_enum_values():
+    from refimpl.host.mmu import AccessPath
+    kvm, mem, pt, mmu = new_vm()
+    pt.map(0x40_0000, DATA, leaf=P | A)
+    vc = mmu.add_vcpu(regs(PagingMode.LEVEL4, cr3=pt.cr3))
+    r = mmu.access(vc, 0x40_0000, 0)
+    assert r.path is AccessPath.HARDWARE and r.path == "hardware" and r.exits == 1
+    r = mmu.access(vc, 0x40_0000, ACCESS_WRITE)       # read-only gpte
+    assert r.path is AccessPath.FAULT and r.fault.error_code == 0x3
+    r = mmu.access(vc, 0x80_0000, 0)                  # not mapped
+    assert r.path == "fault" and r.fault.error_code == 0

@@ -502,3 +502,52 @@ TestTdpCoherenceEptPml = TdpCoherenceEptPml.TestCase
 TestTdpCoherenceEptPml.settings = STATEFUL
 TestTdpCoherenceNpt = TdpCoherenceNpt.TestCase
 TestTdpCoherenceNpt.settings = STATEFUL
+
+
+# ---------------------------------------------------------------------------
+# One struct kvm_mmu_page, one access record, outcomes as values
+# ---------------------------------------------------------------------------
+
+
+def test_tdp_pages_are_the_one_mmu_page_class():
+    from refimpl.host.mmu import MmuPage
+    kvm, mmu = make_vm()
+    v = kvm.create_vcpu()
+    kvm.add_memslot(0, 0, 1024)
+    mmu.guest_access(v, 0x1000)
+    pages = list(mmu.pages.values())
+    # Root (level 4), then levels 3 and 2: the fault maps a 2 MiB page.
+    assert sorted(p.role.level for p in pages) == [2, 3, 4]
+    assert all(type(p) is MmuPage and p.tdp_mmu_page for p in pages)
+    # The shadow arm of the union is unused on a TDP page.
+    assert all(p.spt is None and p.parent_ptes is None for p in pages)
+    # The shadow MMU's pages are the same class, with the flag clear.
+    from refimpl.host import shadow_mmu, tdp_mmu
+    assert shadow_mmu.ShadowPage is tdp_mmu.TdpMmuPage is MmuPage
+
+
+def test_invalidated_root_is_role_invalid():
+    kvm, mmu = make_vm()
+    v = kvm.create_vcpu()
+    kvm.add_memslot(0, 0, 512)
+    root = mmu.load(v)
+    mmu.invalidate_all_roots()
+    # KVM marks an obsolete root through role.invalid, as for shadow pages.
+    assert root.role.invalid == 1 and root.invalid
+
+
+def test_outcomes_are_enum_values_equal_to_their_old_strings():
+    from refimpl.host.mmu import AccessPath, AccessResult, RetPf
+    from refimpl.host.shadow_mmu import AccessResult as ShadowAccessResult
+    kvm, mmu = make_vm()
+    v = kvm.create_vcpu()
+    kvm.add_memslot(0, 0, 512)
+    fr = mmu.page_fault(v, 0x1000, 0)
+    assert fr.outcome is RetPf.FIXED and fr.outcome == "fixed"
+    # No memslot at 1 GiB: an MMIO SPTE is installed and the access emulated.
+    assert mmu.page_fault(v, 0x4000_0000, 0).outcome is RetPf.EMULATE == "emulate"
+    r = mmu.guest_access(v, 0x4000_0000)       # no memslot: MMIO
+    assert type(r) is AccessResult is ShadowAccessResult
+    assert r.path is AccessPath.MMIO and r.exit == "mmio" and r.faults == r.exits == 1
+    r = mmu.guest_access(v, 0x1000)
+    assert r.path == "hardware" and r.exit is None

@@ -1,4 +1,4 @@
-"""The operational MMU objects: the kind (per VM or per vCPU) and the MMU (per vCPU).
+"""The MMU objects, the CPU's walk of KVM's tables, and the words for outcomes.
 
 :mod:`refimpl.layouts.split` draws Paolo Bonzini's 2021 sketch as a *layout*: which
 field lives in which struct. This module gives the same two structs
@@ -19,37 +19,51 @@ MMU (:class:`Mmu`, ``struct kvm_mmu``)
     (host address and the guest pgd it was built for), the root role, the
     three previous roots of a fast CR3 switch, the page-fault entry point,
     and a pointer to its kind.
+page (:class:`MmuPage`, ``struct kvm_mmu_page``)
+    One page of KVM's tables, built by either MMU.
 TLB (:class:`Tlb`)
     The vCPU's cached translations. KVM does not have one; the CPU does,
     and KVM must flush it (``kvm_flush_remote_tlbs``) whenever it removes
     rights from an SPTE. Modelling it makes a missing flush observable.
+outcome (:class:`RetPf`, :class:`HwFault`, :class:`AccessPath`...)
+    How a fault, a hardware walk or a guest access ended, as enum values.
 hardware walk (:func:`hw_translate`)
     What the CPU does with the tables KVM built: an EPT/NPT walk of a GPA
     (:func:`refimpl.guest.ept.ept_translate`, :func:`refimpl.guest.ept.npt_translate`)
     or a 64-bit/PAE walk of a GVA with CR3 = the shadow root
     (:func:`refimpl.guest.walker.translate`), over host memory.
+
+Where things live: the two structs in ``refimpl/host/kvm_mmu.py``, the page
+in ``mmu_page.py``, the TLB in ``tlb.py``, the outcomes in ``outcomes.py``
+(all in ``refimpl/host``). This module re-exports them, and the API
+reference documents them here; what needs the VM is defined here: the
+remote TLB flush and the hardware walk.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
+from refimpl.errors import check_bool, check_choice, check_instance, check_int, check_items, check_page_aligned
 from refimpl.guest.cpu import CpuState
 from refimpl.guest.ept import ept_translate, npt_translate
-from refimpl.guest.formats import CR0, CR4, EFER, EPTP
-from refimpl.host.roles import PageRole
-from refimpl.guest.rsvd import RsvdBitsValidate
-from refimpl.host.spte import SpteFormat, shadow_zero_check_for, tdp_shadow_zero_check
-from refimpl.host.vm import HostMemory, Kvm, Vcpu
-from refimpl.fast.scalar import translate
+from refimpl.guest.formats import CR0, CR4, EFER, EPTP, PFERR
 from refimpl.guest.walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, check_access
-from refimpl.errors import (check_bool, check_choice, check_fields, check_instance, check_int, check_items,
-                     check_page_aligned, check_range)
+from refimpl.fast.scalar import translate
+from refimpl.host.kvm_mmu import (
+    INVALID_ROOT, KVM_MMU_NUM_PREV_ROOTS, Mmu, MmuKind, MmuStats, RootInfo, shadow_kind, tdp_kind,
+)
+from refimpl.host.mmu_page import SPTE_ENT_PER_PAGE, MmuPage
+from refimpl.host.outcomes import AccessPath, AccessResult, GuestStore, HwFault, RetPf
+from refimpl.host.spte import SpteFormat
+from refimpl.host.tlb import Tlb, TlbEntry, vcpu_tlb
+from refimpl.host.vm import HostMemory, Kvm, Vcpu
 
 __all__ = [
     "KVM_MMU_NUM_PREV_ROOTS",
+    "SPTE_ENT_PER_PAGE",
     "ACCESS_WRITE",
     "ACCESS_FETCH",
     "ACCESS_USER",
@@ -57,9 +71,15 @@ __all__ = [
     "MmuKind",
     "RootInfo",
     "INVALID_ROOT",
+    "Mmu",
+    "MmuPage",
     "TlbEntry",
     "Tlb",
-    "Mmu",
+    "RetPf",
+    "HwFault",
+    "AccessPath",
+    "GuestStore",
+    "AccessResult",
     "HwResult",
     "tdp_kind",
     "shadow_kind",
@@ -70,317 +90,6 @@ __all__ = [
     "flush_remote_tlbs",
     "vcpu_tlb",
 ]
-
-#: Previous roots kept for a fast CR3 switch (``KVM_MMU_NUM_PREV_ROOTS``).
-KVM_MMU_NUM_PREV_ROOTS = 3
-
-
-@dataclass
-class MmuStats:
-    """Counters of the work an MMU did (what the dirty-logging chapter plots).
-
-    Attributes
-    ----------
-    spte_writes : int
-        SPTE stores (install, change, zap).
-    sptes_visited : int
-        SPTEs read by a bulk operation (zap, write-protect, recovery).
-    tlb_flushes : int
-        ``kvm_flush_remote_tlbs`` calls (each flushes every vCPU).
-    page_faults : int
-        Calls of the page-fault handler.
-    mmio_faults : int
-        Faults that ended in MMIO emulation.
-    pages_allocated, pages_freed : int
-        Page-table pages.
-    """
-
-    spte_writes: int = 0
-    sptes_visited: int = 0
-    tlb_flushes: int = 0
-    page_faults: int = 0
-    mmio_faults: int = 0
-    pages_allocated: int = 0
-    pages_freed: int = 0
-
-    def snapshot(self) -> "MmuStats":
-        """A copy of the counters."""
-        return MmuStats(**vars(self))
-
-    def since(self, before: "MmuStats") -> "MmuStats":
-        """The counts accumulated after ``before`` was taken.
-
-        Raises
-        ------
-        TypeError
-            ``before`` is not an :class:`MmuStats`.
-        """
-        check_instance("before", before, MmuStats)
-        return MmuStats(**{k: v - getattr(before, k) for k, v in vars(self).items()})
-
-
-@dataclass(eq=False)
-class MmuKind:
-    """``struct kvm_mmu_kind`` of the 2021 sketch, operational.
-
-    Attributes
-    ----------
-    direct : bool
-        TDP tables (one kind per VM) rather than shadow tables.
-    spte_format : refimpl.host.spte.SpteFormat
-        How SPTEs are written.
-    shadow_zero_check : refimpl.guest.rsvd.RsvdBitsValidate
-        Bits that must be zero in an SPTE (host MAXPHYADDR): per VM, as
-        Paolo argued, because it does not depend on the guest's registers.
-    root_level : int
-        Levels of the tables (4 or 5 for TDP; 3, 4 or 5 for shadow).
-    ad_enabled : bool
-        Hardware A/D bits are used (``kvm_ad_enabled``).
-    pml : bool
-        Dirty logging clears D and lets the CPU log writes (Intel PML)
-        instead of write-protecting.
-    roots : list
-        TDP only: the VM's roots (``kvm->arch.tdp_mmu_roots``), each a
-        :class:`refimpl.host.tdp_mmu.TdpMmuPage`; shared by role.
-    stats : refimpl.host.mmu.MmuStats
-
-    KVM
-    ---
-    Proposed in the 2021 mail (see :class:`refimpl.layouts.split.KvmMmuKind`
-    for where each field sat in ``struct kvm_mmu``); in real KVM these are
-    the ``shadow_*_mask`` globals, ``vcpu->arch.mmu->shadow_zero_check``
-    and ``kvm->arch.tdp_mmu_roots``.
-    """
-
-    direct: bool
-    spte_format: SpteFormat
-    shadow_zero_check: RsvdBitsValidate
-    root_level: int
-    ad_enabled: bool = True
-    pml: bool = False
-    roots: list[Any] = field(default_factory=list)
-    stats: MmuStats = field(default_factory=MmuStats)
-
-    def __post_init__(self) -> None:
-        check_fields(self, direct=bool, spte_format=SpteFormat,
-                     shadow_zero_check=RsvdBitsValidate, root_level=int, ad_enabled=bool,
-                     pml=bool, roots=list, stats=MmuStats)
-        check_range("MmuKind.root_level", self.root_level, 2, 6)
-
-    @property
-    def nx_huge_pages(self) -> bool:
-        """The NX huge page mitigation is on (``is_nx_huge_page_enabled``)."""
-        return self.spte_format.nx_huge_pages
-
-
-def tdp_kind(fmt: SpteFormat, *, root_level: int = 4, pml: bool = False) -> MmuKind:
-    """The per-VM kind of TDP tables in format ``fmt``.
-
-    Raises
-    ------
-    ValueError
-        ``fmt`` is not a TDP format, ``root_level`` not 4/5, or PML
-        requested without EPT A/D bits.
-
-    KVM
-    ---
-    ``init_kvm_tdp_mmu`` and ``reset_tdp_shadow_zero_bits_mask`` in
-    ``arch/x86/kvm/mmu/mmu.c``; PML needs EPT A/D (``enable_pml``).
-    """
-    root_level = check_int("root_level", root_level)
-    if not isinstance(fmt, SpteFormat):
-        raise TypeError(f"fmt must be an SpteFormat, got {type(fmt).__name__}")
-    if not fmt.tdp:
-        raise ValueError("fmt: not a TDP format (x86_format(tdp=True) or ept_format())")
-    if root_level not in (4, 5):
-        raise ValueError(f"root_level must be 4 or 5, got {root_level}")
-    if pml and (fmt.name != "ept" or not fmt.ad_bits):
-        raise ValueError("pml: needs the EPT format with A/D bits")
-    return MmuKind(True, fmt, tdp_shadow_zero_check(fmt, root_level), root_level,
-                   ad_enabled=fmt.ad_bits, pml=bool(pml))
-
-
-def shadow_kind(fmt: SpteFormat, *, root_level: int = 4) -> MmuKind:
-    """A kind for shadow tables (x86 format, root level 3, 4 or 5).
-
-    KVM
-    ---
-    ``shadow_mmu_init_context`` / ``reset_shadow_zero_bits_mask`` in
-    ``arch/x86/kvm/mmu/mmu.c``.
-    """
-    root_level = check_int("root_level", root_level)
-    if not isinstance(fmt, SpteFormat):
-        raise TypeError(f"fmt must be an SpteFormat, got {type(fmt).__name__}")
-    if fmt.name != "x86" or fmt.tdp:
-        raise ValueError("fmt: shadow tables need x86_format(tdp=False)")
-    if root_level not in (3, 4, 5):
-        raise ValueError(f"root_level must be 3, 4 or 5, got {root_level}")
-    return MmuKind(False, fmt, shadow_zero_check_for(fmt, root_level), root_level,
-                   ad_enabled=True)
-
-
-@dataclass(frozen=True)
-class RootInfo:
-    """``struct kvm_mmu_root_info``: a root's host address and guest pgd.
-
-    Parameters
-    ----------
-    hpa : int or None
-        Host-physical address of the root table; None is ``INVALID_PAGE``.
-    pgd : int
-        Guest root it shadows (CR3); 0 for TDP roots.
-    """
-
-    hpa: Optional[int] = None
-    pgd: int = 0
-
-    def __post_init__(self) -> None:
-        check_fields(self, hpa=(int, None), pgd=int)
-        if self.hpa is not None:
-            check_range("RootInfo.hpa", self.hpa, 0, 1 << 64)
-        check_range("RootInfo.pgd", self.pgd, 0, 1 << 64)
-
-    @property
-    def valid(self) -> bool:
-        """The root points to a table (``VALID_PAGE``)."""
-        return self.hpa is not None
-
-
-INVALID_ROOT = RootInfo()
-
-
-@dataclass(frozen=True)
-class TlbEntry:
-    """One cached translation of a page.
-
-    Parameters
-    ----------
-    hpa : int
-        Host-physical address of the 4 KiB page.
-    level : int
-        Level of the leaf that mapped it.
-    writable, user, executable : bool
-        Rights of the whole walk.
-    dirty : bool
-        The leaf's D bit was set when cached (a write through a clean
-        entry walks again to set D, and to log it with PML).
-    """
-
-    hpa: int
-    level: int
-    writable: bool
-    user: bool
-    executable: bool
-    dirty: bool
-
-
-class Tlb:
-    """A vCPU's TLB: translations tagged by root, filled by hardware walks.
-
-    KVM
-    ---
-    Not a KVM object: the CPU's TLB (tagged by EPTP/VPID on Intel, ASID on
-    AMD), flushed by ``kvm_flush_remote_tlbs`` / ``kvm_vcpu_flush_tlb_*``.
-    """
-
-    def __init__(self) -> None:
-        self.entries: dict[tuple[int, int], TlbEntry] = {}
-        self.flushes = 0
-
-    def lookup(self, root_hpa: int, addr: int, access: int) -> Optional[TlbEntry]:
-        """A cached entry that allows ``access`` without a walk, else None."""
-        root_hpa = check_int("root_hpa", root_hpa)
-        addr = check_int("addr", addr)
-        access = check_int("access", access)
-        e = self.entries.get((root_hpa, addr >> 12))
-        if e is None:
-            return None
-        if access & ACCESS_WRITE and not (e.writable and e.dirty):
-            return None
-        if access & ACCESS_FETCH and not e.executable:
-            return None
-        if access & ACCESS_USER and not e.user:
-            return None
-        return e
-
-    def fill(self, root_hpa: int, addr: int, entry: TlbEntry) -> None:
-        """Cache ``entry`` for the page of ``addr``."""
-        root_hpa = check_int("root_hpa", root_hpa)
-        addr = check_int("addr", addr)
-        self.entries[(root_hpa, addr >> 12)] = entry
-
-    def flush_all(self) -> None:
-        """Drop every entry."""
-        self.entries.clear()
-        self.flushes += 1
-
-    def flush_addr(self, root_hpa: int, addr: int) -> None:
-        """Drop the entry for one page (INVLPG)."""
-        root_hpa = check_int("root_hpa", root_hpa)
-        addr = check_int("addr", addr)
-        self.entries.pop((root_hpa, addr >> 12), None)
-
-
-@dataclass(eq=False)
-class Mmu:
-    """``struct kvm_mmu`` of the 2021 sketch: one vCPU's run-time MMU state.
-
-    Attributes
-    ----------
-    kind : refimpl.host.mmu.MmuKind
-        The tables' kind: the VM's (TDP) or the vCPU's own (shadow).
-    root : refimpl.host.mmu.RootInfo
-        ``mmu->root``: current root table and the pgd it was built for.
-    root_role : refimpl.host.roles.PageRole or None
-        ``mmu->root_role``: format of the tables KVM builds.
-    prev_roots : list of refimpl.host.mmu.RootInfo
-        ``mmu->prev_roots[3]``, most recent first.
-    page_fault : callable or None
-        ``mmu->page_fault``: ``page_fault(vcpu, addr, error_code)``, set by
-        the MMU implementation (``kvm_tdp_page_fault``,
-        ``paging64_page_fault``...).
-    tlb : refimpl.host.mmu.Tlb
-        The vCPU's TLB (:func:`vcpu_tlb`), shared by all its MMUs; not part
-        of ``struct kvm_mmu``, kept here for convenience.
-
-    KVM
-    ---
-    ``struct kvm_mmu`` in ``arch/x86/include/asm/kvm_host.h``, reduced to the
-    fields the 2021 sketch leaves in it (see :class:`refimpl.layouts.split.KvmMmu`).
-    Guest-walk state (``cpu_role``, permission bitmap, ``guest_rsvd_check``)
-    belongs in the paging context (:class:`refimpl.layouts.split.KvmPagingContext`).
-    """
-
-    kind: MmuKind
-    root: RootInfo = INVALID_ROOT
-    root_role: Optional[PageRole] = None
-    prev_roots: list[RootInfo] = field(
-        default_factory=lambda: [INVALID_ROOT] * KVM_MMU_NUM_PREV_ROOTS)
-    page_fault: Optional[Callable[..., Any]] = None
-    tlb: Tlb = field(default_factory=Tlb)
-
-    def __post_init__(self) -> None:
-        check_fields(self, kind=MmuKind, root=RootInfo, root_role=(PageRole, None),
-                     prev_roots=list, tlb=Tlb)
-        if self.page_fault is not None and not callable(self.page_fault):
-            raise TypeError(f"Mmu.page_fault must be callable or None, "
-                            f"got {type(self.page_fault).__name__}")
-
-
-def vcpu_tlb(vcpu: Vcpu) -> Tlb:
-    """The TLB of ``vcpu``, made on first use; pass it to every Mmu of the vCPU.
-
-    KVM
-    ---
-    Not a KVM structure: the processor's TLB. Its entries are tagged by root
-    (VPID/EPTP on Intel, ASID on AMD), so L1's and L2's translations live
-    side by side, and ``kvm_flush_remote_tlbs`` (``KVM_REQ_TLB_FLUSH``,
-    ``kvm_vcpu_flush_tlb_all`` in ``arch/x86/kvm/x86.c``) drops them all.
-    """
-    check_instance("vcpu", vcpu, Vcpu)
-    if vcpu.tlb is None:
-        vcpu.tlb = Tlb()
-    return vcpu.tlb
 
 
 def flush_remote_tlbs(kind: MmuKind, vcpus: list[Vcpu]) -> None:
@@ -393,7 +102,10 @@ def flush_remote_tlbs(kind: MmuKind, vcpus: list[Vcpu]) -> None:
         :class:`refimpl.host.vm.Vcpu`.
     """
     check_instance("kind", kind, MmuKind)
-    vcpus = check_items("vcpus", vcpus, Vcpu)
+    _flush_remote_tlbs(kind, check_items("vcpus", vcpus, Vcpu))
+
+
+def _flush_remote_tlbs(kind: MmuKind, vcpus) -> None:
     kind.stats.tlb_flushes += 1
     for v in vcpus:
         if v.tlb is not None:
@@ -415,10 +127,10 @@ class HwResult:
         The host-physical address reached, or None on a fault.
     level : int or None
         Leaf level (or where the walk stopped).
-    fault : str or None
-        None, ``"not_present"``, ``"permission"`` (EPT violation / #NPF /
-        #PF) or ``"rsvd"`` (EPT misconfiguration or PFERR.RSVD: the MMIO
-        path).
+    fault : refimpl.host.mmu.HwFault or None
+        None, or why the walk stopped: ``NOT_PRESENT``, ``PERMISSION``
+        (EPT violation / #NPF / #PF) or ``RSVD`` (EPT misconfiguration or
+        PFERR.RSVD: the MMIO path).
     error_code : int
         The walker's error code (PFERR bits).
     writable, user, executable : bool
@@ -431,7 +143,7 @@ class HwResult:
 
     hpa: Optional[int]
     level: Optional[int]
-    fault: Optional[str]
+    fault: Optional[HwFault]
     error_code: int = 0
     writable: bool = False
     user: bool = False
@@ -454,6 +166,10 @@ def make_eptp(root_hpa: int, root_level: int, ad: bool) -> int:
         raise ValueError(f"root_hpa must be below 2**52, got {root_hpa:#x}")
     root_level = check_choice("root_level", root_level, (4, 5))
     ad = check_bool("ad", ad)
+    return _make_eptp(root_hpa, root_level, ad)
+
+
+def _make_eptp(root_hpa: int, root_level: int, ad: bool) -> int:
     return (EPTP.MT.set(0, 6) | EPTP.WALK_LENGTH.set(0, root_level - 1)
             | (EPTP.AD.bit if ad else 0) | (root_hpa & EPTP.ADDR.mask))
 
@@ -504,13 +220,19 @@ def hw_translate_tdp(host: HostMemory, fmt: SpteFormat, root_hpa: int, root_leve
     root_level = check_int("root_level", root_level)
     gpa = check_int("gpa", gpa)
     access = check_access(access, ACCESS_WRITE | ACCESS_FETCH)
+    return _hw_translate_tdp(host, fmt, root_hpa, root_level, gpa, access, bool(ad))
+
+
+def _hw_translate_tdp(host: HostMemory, fmt: SpteFormat, root_hpa: int, root_level: int,
+                      gpa: int, access: int, ad: bool) -> HwResult:
+    """:func:`hw_translate_tdp` on checked arguments (the MMUs' path)."""
     if fmt.name == "ept":
-        r = ept_translate(host.mem, make_eptp(root_hpa, root_level, ad), gpa, access,
+        r = ept_translate(host.mem, _make_eptp(root_hpa, root_level, ad), gpa, access,
                           maxphyaddr=host.maxphyaddr, execute_only=True)
         if r.fault is not None:
             reason = r.fault.reason.name
-            kind = ("rsvd" if r.fault.kind == "misconfig" else
-                    "permission" if reason == "PERMISSION" else "not_present")
+            kind = (HwFault.RSVD if r.fault.kind == "misconfig" else
+                    HwFault.PERMISSION if reason == "PERMISSION" else HwFault.NOT_PRESENT)
             return HwResult(None, r.level, kind, r.fault.error_code, trace=r.trace)
         w, _, x, leaf = _rights(r.trace, True)
         dirty = bool(access & ACCESS_WRITE) or not ad or bool(leaf & fmt.dirty_mask)
@@ -525,12 +247,12 @@ def hw_translate_tdp(host: HostMemory, fmt: SpteFormat, root_hpa: int, root_leve
 def _from_translate(t: Any, access: int, fmt: SpteFormat) -> HwResult:
     if t.fault is not None:
         ec = t.fault.error_code
-        if ec & 0x8:
-            kind = "rsvd"
-        elif ec & 0x1:
-            kind = "permission"
+        if ec & PFERR.RSVD:
+            kind = HwFault.RSVD
+        elif ec & PFERR.P:
+            kind = HwFault.PERMISSION
         else:
-            kind = "not_present"
+            kind = HwFault.NOT_PRESENT
         return HwResult(None, t.level, kind, ec, trace=t.trace)
     w, u, x, leaf = _rights(t.trace, False)
     dirty = bool(access & ACCESS_WRITE) or bool(leaf & fmt.dirty_mask)
@@ -595,6 +317,14 @@ def hw_translate_shadow(host: HostMemory, fmt: SpteFormat, root_hpa: int, root_l
     check_instance("fmt", fmt, SpteFormat)
     if root_level not in (3, 4, 5):
         raise ValueError(f"root_level must be 3, 4 or 5, got {root_level}")
+    return _hw_translate_shadow(host, fmt, root_hpa, root_level, gva, access, bool(cr4_smep),
+                                bool(cr4_smap), bool(rflags_ac))
+
+
+def _hw_translate_shadow(host: HostMemory, fmt: SpteFormat, root_hpa: int, root_level: int,
+                         gva: int, access: int, cr4_smep: bool, cr4_smap: bool,
+                         rflags_ac: bool) -> HwResult:
+    """:func:`hw_translate_shadow` on checked arguments (the MMUs' path)."""
     cpu = _shadow_hw_cpu(root_hpa, root_level, bool(cr4_smep), bool(cr4_smap), bool(rflags_ac),
                          host.maxphyaddr)
     t = translate(host.mem, cpu, gva, access)
@@ -616,7 +346,7 @@ def hw_translate(kvm: Kvm, vcpu: Vcpu, addr: int, access: int = 0, **shadow: boo
     if mmu is None:
         raise ValueError("vcpu has no MMU")
     if not mmu.root.valid:
-        return HwResult(None, None, "not_present")
+        return HwResult(None, None, HwFault.NOT_PRESENT)
     assert mmu.root.hpa is not None
     kind = mmu.kind
     if kind.direct:

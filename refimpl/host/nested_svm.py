@@ -24,15 +24,21 @@ intercept
 
 KVM
 ---
-``recalc_intercepts`` and ``nested_vmcb02_prepare_control`` in
-``arch/x86/kvm/svm/nested.c``; ``vmload_vmsave_interception`` in
-``arch/x86/kvm/svm/svm.c``. The fix is commit c7dfa4009965 ("KVM: nSVM:
-always intercept VMLOAD/VMSAVE when nested (CVE-2021-3656)", 2021).
+``recalc_intercepts``, ``nested_vmcb_needs_vls_intercept`` and
+``nested_vmcb02_prepare_control`` in ``arch/x86/kvm/svm/nested.c``;
+``vmload_vmsave_interception`` in ``arch/x86/kvm/svm/svm.c``. The fix is
+commit c7dfa4009965 ("KVM: nSVM: always intercept VMLOAD/VMSAVE when nested
+(CVE-2021-3656)", 2021). As its title says, that fix intercepted them
+whenever L2 runs; today's KVM intercepts them only when
+``nested_vmcb_needs_vls_intercept`` says L2 cannot use virtual
+VMLOAD/VMSAVE, which is never the case in this model (it has no virtual
+VMLOAD/VMSAVE for L2), so the model keeps the 2021 rule.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Iterable, Optional
 
 from refimpl.errors import check_bugs
@@ -40,7 +46,7 @@ from refimpl.guest.memory import check_int
 from refimpl.layouts.legacy import KvmVcpuArch
 from refimpl.host.vm import PAGE_SIZE, Kvm
 
-__all__ = ["BUGS", "VmloadOutcome", "l2_vmload"]
+__all__ = ["BUGS", "VmloadHandler", "VmloadOutcome", "l2_vmload"]
 
 #: Replayed bugs (:mod:`refimpl.bugs`) of this module; none is on by default.
 BUGS: dict[str, str] = {
@@ -50,15 +56,33 @@ BUGS: dict[str, str] = {
 }
 
 
+class VmloadHandler(StrEnum):
+    """Who carried out an L2 VMLOAD/VMSAVE.
+
+    Attributes
+    ----------
+    L1
+        A nested #VMEXIT: L1 intercepts the instruction and emulates it.
+    L0
+        KVM intercepted it and emulated it on L1's memory.
+    CPU
+        The processor ran it unintercepted (rAX taken as a host address).
+    """
+
+    L1 = "L1"
+    L0 = "L0"
+    CPU = "cpu"
+
+
 @dataclass(frozen=True)
 class VmloadOutcome:
     """What an L2 VMLOAD/VMSAVE did.
 
     Parameters
     ----------
-    handler : str
-        ``"L1"`` (nested #VMEXIT: L1 emulates it), ``"L0"`` (KVM emulates it
-        on L1's memory) or ``"cpu"`` (executed by hardware, unintercepted).
+    handler : refimpl.host.nested_svm.VmloadHandler
+        ``L1`` (nested #VMEXIT: L1 emulates it), ``L0`` (KVM emulates it
+        on L1's memory) or ``CPU`` (executed by hardware, unintercepted).
     hpa : int or None
         The host-physical address of the save area touched; None when
         nothing was touched (exit to L1, or #GP).
@@ -66,7 +90,7 @@ class VmloadOutcome:
         ``"#GP"`` when the save area is not in L1's memory.
     """
 
-    handler: str
+    handler: VmloadHandler
     hpa: Optional[int] = None
     fault: Optional[str] = None
 
@@ -76,7 +100,8 @@ def l2_vmload(kvm: Kvm, vcpu: KvmVcpuArch, rax: int, *, l1_intercepts: bool,
     """L2 executes VMLOAD (or VMSAVE: same address rule) with ``rax``.
 
     Step 1: if L1's VMCB12 intercepts the instruction, it exits to L1.
-    Step 2: otherwise KVM's VMCB02 intercepts it anyway, and KVM treats
+    Step 2: otherwise KVM's VMCB02 intercepts it anyway (L2 has no virtual
+    VMLOAD/VMSAVE in this model), and KVM treats
     ``rax`` as an L1 guest-physical address: through L1's memslots to a host
     frame, or #GP when no memslot holds it. With
     ``bugs={"vmload_not_intercepted"}`` (:data:`BUGS`) step 2 is missing and
@@ -106,7 +131,9 @@ def l2_vmload(kvm: Kvm, vcpu: KvmVcpuArch, rax: int, *, l1_intercepts: bool,
     KVM
     ---
     ``recalc_intercepts`` (``arch/x86/kvm/svm/nested.c``) sets both
-    intercepts in VMCB02 whenever the vCPU is in guest mode;
+    intercepts in VMCB02 when ``nested_vmcb_needs_vls_intercept`` is true
+    (L2 has no virtual VMLOAD/VMSAVE, always so in this model; the 2021 fix
+    set them whenever the vCPU was in guest mode);
     ``vmload_vmsave_interception`` (``arch/x86/kvm/svm/svm.c``) maps
     ``rax >> 12`` as an L1 gfn (``kvm_vcpu_map``) and injects #GP when that
     fails. The APM requires rAX to be 4 KiB aligned.
@@ -120,10 +147,10 @@ def l2_vmload(kvm: Kvm, vcpu: KvmVcpuArch, rax: int, *, l1_intercepts: bool,
     if not 0 <= rax < 1 << 52 or rax % PAGE_SIZE:
         raise ValueError(f"rax must be 4 KiB aligned and in [0, 2**52), got {rax:#x}")
     if l1_intercepts:                                   # Step 1
-        return VmloadOutcome("L1")
+        return VmloadOutcome(VmloadHandler.L1)
     if "vmload_not_intercepted" in bugs:                # the CPU runs it
-        return VmloadOutcome("cpu", hpa=rax)
+        return VmloadOutcome(VmloadHandler.CPU, hpa=rax)
     hfn = kvm.gfn_to_hfn(rax >> 12) if rax >> 12 < kvm.max_gfn else None   # Step 2
     if hfn is None:
-        return VmloadOutcome("L0", fault="#GP")
-    return VmloadOutcome("L0", hpa=hfn * PAGE_SIZE)
+        return VmloadOutcome(VmloadHandler.L0, fault="#GP")
+    return VmloadOutcome(VmloadHandler.L0, hpa=hfn * PAGE_SIZE)

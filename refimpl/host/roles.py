@@ -31,11 +31,11 @@ the 2026 split).
 
 from __future__ import annotations
 
-from refimpl.errors import check_int
-
 from dataclasses import dataclass, fields, replace
 
 from refimpl.bits import Field, Layout
+from refimpl.errors import check_int
+from refimpl.guest.formats import ACC, CR0, CR4, EFER
 
 __all__ = [
     "PAGE_ROLE",
@@ -112,10 +112,12 @@ EXT_ROLE = Layout(
 )
 """Bit layout of ``union kvm_mmu_extended_role`` (u32); bits 31:8 are unused."""
 
-# ACC_* rights (arch/x86/kvm/mmu/spte.h): the "access" field's bits.
-ACC_EXEC_MASK = 1
-ACC_WRITE_MASK = 2
-ACC_USER_MASK = 4
+# ACC_* rights (arch/x86/kvm/mmu/spte.h): the "access" field's bits. Derived
+# from refimpl.guest.formats.ACC, their one definition, as plain ints (the
+# fault paths AND them with role.access thousands of times).
+ACC_EXEC_MASK = int(ACC.EXEC)
+ACC_WRITE_MASK = int(ACC.WRITE)
+ACC_USER_MASK = int(ACC.USER)
 ACC_ALL = ACC_EXEC_MASK | ACC_WRITE_MASK | ACC_USER_MASK
 
 # Root levels (arch/x86/kvm/mmu.h).
@@ -124,18 +126,19 @@ PT32E_ROOT_LEVEL = 3
 PT64_ROOT_4LEVEL = 4
 PT64_ROOT_5LEVEL = 5
 
-# Architectural control-register bits that the roles read.
-CR0_PG = 1 << 31
-CR0_WP = 1 << 16
-CR4_PSE = 1 << 4
-CR4_PAE = 1 << 5
-CR4_LA57 = 1 << 12
-CR4_SMEP = 1 << 20
-CR4_SMAP = 1 << 21
-CR4_PKE = 1 << 22
-EFER_LME = 1 << 8
-EFER_LMA = 1 << 10
-EFER_NX = 1 << 11
+# Architectural control-register bits that the roles read, from the register
+# layouts of refimpl.guest.formats (one definition per bit).
+CR0_PG = CR0.PG.bit
+CR0_WP = CR0.WP.bit
+CR4_PSE = CR4.PSE.bit
+CR4_PAE = CR4.PAE.bit
+CR4_LA57 = CR4.LA57.bit
+CR4_SMEP = CR4.SMEP.bit
+CR4_SMAP = CR4.SMAP.bit
+CR4_PKE = CR4.PKE.bit
+EFER_LME = EFER.LME.bit
+EFER_LMA = EFER.LMA.bit
+EFER_NX = EFER.NXE.bit
 
 # Bits the SDM/APM define in each register; anything else is reserved and a
 # real CPU (and KVM's kvm_is_valid_cr0/cr4, kvm_valid_efer) would reject it.

@@ -8,7 +8,7 @@ per-vCPU :class:`refimpl.host.mmu.Mmu` / :class:`refimpl.host.mmu.MmuKind`.
 
 Glossary
 --------
-shadow page (SP, :class:`ShadowPage`)
+shadow page (SP, :class:`refimpl.host.mmu.MmuPage`)
     One host page of 512 SPTEs that shadows one guest table (or part of
     one: see *quadrant*), or maps a linear range of guest frames (*direct*).
     Identified by ``(gfn, role.word)`` in the VM's page hash.
@@ -36,7 +36,16 @@ unsync
     A level-1 SP whose guest table may have changed since its SPTEs were
     made. Allowed because the architecture lets the TLB keep stale leaf
     translations until INVLPG or a CR3 load; KVM *syncs* it then
-    (``mmu_sync_children``, ``sync_spte``).
+    (``mmu_sync_children``, ``sync_spte``). Unsync pages are not kept per
+    vCPU: like every shadow page they live in the VM's page hash
+    (``mmu_page_hash``, here ``ShadowMmu.page_hash``), and a vCPU finds
+    them below its roots through ``unsync_child_bitmap``.
+CR3 load
+    A new CR3 first tries the cached roots (``prev_roots``); a root that
+    must be rebuilt finds its existing child SPs again in the page hash
+    (``kvm_mmu_find_shadow_page``, reached through ``kvm_mmu_get_child_sp``
+    as the fault path descends), so only tables never shadowed before get
+    new SPs.
 rmap
     Reverse map gfn -> leaf SPTEs mapping it, used to write-protect a frame
     (shadowing a new table, dirty logging).
@@ -71,19 +80,20 @@ from typing import Iterable, Optional
 from refimpl.guest.cpu import CpuState, PagingMode
 from refimpl.guest.faults import Fault, WalkError, fault_for
 from refimpl.guest.memory import GuestMemory, check_int
+from refimpl.guest.tables import GuestPageTables  # noqa: F401 (its old home; tests, chapters)
 from refimpl.host.mmu import (
-    INVALID_ROOT, KVM_MMU_NUM_PREV_ROOTS, HwResult, Mmu, MmuKind, RootInfo,
-    hw_translate_shadow, shadow_kind, vcpu_tlb,
+    INVALID_ROOT, KVM_MMU_NUM_PREV_ROOTS, AccessPath, AccessResult, GuestStore, HwFault,
+    HwResult, Mmu, MmuKind, MmuPage, RetPf, RootInfo, _hw_translate_shadow, shadow_kind, vcpu_tlb,
 )
+from refimpl.host.mmu_page import SPTE_ENT_PER_PAGE, _acc_str
 from refimpl.host.roles import (
     ACC_ALL, ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK, PT32E_ROOT_LEVEL,
     PT64_ROOT_4LEVEL, CpuRole, PageRole, calc_cpu_role, calc_shadow_root_role,
 )
 from refimpl.host.spte import (
-    SpteFormat, get_mmio_spte_generation, get_mmio_spte_gfn, is_large_pte,
-    is_mmio_spte, is_shadow_present_pte, make_mmio_spte,
-    make_nonleaf_spte, make_spte, shadow_zero_check_for, spte_to_pfn, x86_format,
-    MMIO_SPTE_GEN_MASK,
+    MMIO_SPTE_GEN_MASK, SpteFormat, _large, _mmio, _present, _to_pfn, get_mmio_spte_generation,
+    get_mmio_spte_gfn, make_mmio_spte, make_nonleaf_spte, make_spte, shadow_zero_check_for,
+    x86_format,
 )
 from refimpl.host.vm import Kvm, Memslot, MemslotChange, MemslotChangeKind, Vcpu
 from refimpl.guest.walker import (
@@ -91,26 +101,21 @@ from refimpl.guest.walker import (
     check_gva, load_pdptrs, walk_addr_generic, walk_context,
 )
 from refimpl.fast.scalar import translate
-from refimpl.errors import check_bugs, check_instance, check_range
+from refimpl.errors import check_bugs, check_instance
 
 __all__ = [
     "BUGS",
     "PTE_PREFETCH_NUM",
     "SPTE_ENT_PER_PAGE",
-    "ShadowPage",
     "GuestWalk",
-    "AccessResult",
     "FaultStep",
     "ShadowVcpu",
     "ShadowMmu",
     "kvm_mmu_child_role",
     "get_written_sptes",
     "detect_write_misaligned",
-    "GuestPageTables",
 ]
 
-#: SPTEs per shadow page (``SPTE_ENT_PER_PAGE``).
-SPTE_ENT_PER_PAGE = 512
 #: Neighbouring SPTEs filled ahead of a fault (``PTE_PREFETCH_NUM``).
 PTE_PREFETCH_NUM = 8
 
@@ -127,7 +132,8 @@ BUGS: dict[str, str] = {
     "wp0_fixup_after_role": (
         "check_large_pte_dirty_for_nowp: the CR0.WP=0 fix-up (W=1, U=0) is applied to the "
         "leaf after the direct SP's role was chosen from the unmodified rights (2012, "
-        "Xiao Guangrong, 'KVM: MMU: fix Dirty bit missed if CR0.WP = 0', c22885050e65)"),
+        "Xiao Guangrong, 'KVM: MMU: fix Dirty bit missed if CR0.WP = 0', c22885050e65, "
+        "unconfirmed)"),
     "smep_keeps_exec": (
         "check_smep_andnot_wp: the CR0.WP=0 fix-up turns a user page into a kernel page "
         "but leaves it executable, so SMEP no longer stops supervisor fetches"),
@@ -152,83 +158,15 @@ _U64 = struct.Struct("<Q")
 _PAGE = 4096
 
 
-def _acc_str(acc: int) -> str:
-    return ("u" if acc & ACC_USER_MASK else "-") + ("w" if acc & ACC_WRITE_MASK else "-") + (
-        "x" if acc & ACC_EXEC_MASK else "-")
-
-
 # ---------------------------------------------------------------------------
 # Shadow pages
 # ---------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
-class ShadowPage:
-    """One shadow page (``struct kvm_mmu_page``).
-
-    Attributes
-    ----------
-    role : refimpl.host.roles.PageRole
-        Its role; ``role.invalid`` is set once it is zapped.
-    gfn : int
-        The guest table it shadows (direct: the first frame it maps).
-    pfn : int
-        The host frame holding its 512 SPTEs (``sp->spt``).
-    spt : list of int
-        The SPTEs, mirrored in host memory (the CPU walks those).
-    shadowed_translation : dict of int to (int, int)
-        Per leaf SPTE index: ``(gfn, ACC)`` of the guest translation it
-        shadows (``sp->shadowed_translation``).
-    parent_ptes : set of (ShadowPage, int)
-        The SPTEs that point to this page (``sp->parent_ptes``, the rmap of
-        non-leaf SPTEs).
-    unsync : bool
-        Level 1 only: the guest table may differ from the SPTEs.
-    unsync_child_bitmap : set of int
-        Indices of SPTEs below which an unsync page may be
-        (``unsync_child_bitmap``); cleared lazily.
-    root_count : int
-        How many vCPU roots (current or previous) use it.
-    write_flooding_count : int
-        Emulated writes since a fault last used it (zapped at 3).
-
-    KVM
-    ---
-    ``struct kvm_mmu_page`` in ``arch/x86/kvm/mmu/mmu_internal.h``.
-    """
-
-    role: PageRole
-    gfn: int
-    pfn: int
-    spt: list[int] = field(default_factory=lambda: [0] * SPTE_ENT_PER_PAGE)
-    shadowed_translation: dict[int, tuple[int, int]] = field(default_factory=dict)
-    parent_ptes: set[tuple["ShadowPage", int]] = field(default_factory=set)
-    unsync: bool = False
-    unsync_child_bitmap: set[int] = field(default_factory=set)
-    root_count: int = 0
-    write_flooding_count: int = 0
-
-    @property
-    def hpa(self) -> int:
-        """Host-physical address of ``spt``."""
-        return self.pfn << 12
-
-    @property
-    def unsync_children(self) -> int:
-        """``sp->unsync_children``: bits set in the unsync-child bitmap."""
-        return len(self.unsync_child_bitmap)
-
-    @property
-    def has_gptes(self) -> bool:
-        """It shadows guest entries (``sp_has_gptes``: not direct, not passthrough)."""
-        return not self.role.direct and not self.role.passthrough
-
-    def __repr__(self) -> str:
-        r = self.role
-        kind = "direct" if r.direct else "shadow"
-        return (f"ShadowPage({kind} gfn={self.gfn:#x} level={r.level} q={r.quadrant} "
-                f"access={_acc_str(r.access)} role={r.word:#x}"
-                f"{' unsync' if self.unsync else ''}{' invalid' if r.invalid else ''})")
+#: Shadow pages are :class:`refimpl.host.mmu.MmuPage` objects (KVM's one
+#: ``struct kvm_mmu_page``), made with :meth:`refimpl.host.mmu.MmuPage.shadow`;
+#: the old name stays for readers' code.
+ShadowPage = MmuPage
 
 
 def kvm_mmu_child_role(parent: PageRole, index: int, direct: bool, access: int) -> PageRole:
@@ -354,39 +292,6 @@ class GuestWalk:
 
 
 @dataclass(frozen=True)
-class AccessResult:
-    """How a vCPU access ended.
-
-    Parameters
-    ----------
-    path : str
-        ``"hardware"`` (the CPU walked the shadow tables), ``"emulated"``
-        (KVM emulated the instruction), ``"mmio"`` (no memslot, or a write
-        to a read-only one: an exit to userspace) or ``"fault"`` (the guest
-        gets ``fault``).
-    hpa : int or None
-        Host-physical address accessed (None for ``"mmio"``/``"fault"``).
-    gpa : int or None
-        Guest-physical address, when KVM walked the guest tables.
-    fault : refimpl.guest.faults.Fault or None
-        The exception injected into the guest.
-    exits : int
-        Shadow page faults KVM handled on the way.
-    """
-
-    path: str
-    hpa: Optional[int] = None
-    gpa: Optional[int] = None
-    fault: Optional[Fault] = None
-    exits: int = 0
-
-    @property
-    def ok(self) -> bool:
-        """The access happened (no fault)."""
-        return self.fault is None
-
-
-@dataclass(frozen=True)
 class FaultStep:
     """One step of a traced shadow page fault (for the book's tables).
 
@@ -425,7 +330,7 @@ class ShadowVcpu:
         The PAE PDPTE registers loaded at the last CR3 load.
     pae_root_pfn : int
         Host frame of the four-entry PAE root (``mmu->pae_root``).
-    pae_root : list of ShadowPage or None
+    pae_root : list of refimpl.host.mmu.MmuPage or None
         The SPs the four PAE root entries point to.
     req_sync, req_free_obsolete : bool
         Pending ``KVM_REQ_MMU_SYNC`` / ``KVM_REQ_MMU_FREE_OBSOLETE_ROOTS``.
@@ -496,15 +401,15 @@ class ShadowMmu:
         self.bugs = bugs
         self.fmt = fmt
         #: ``mmu_page_hash``: (gfn, role.word) -> SP, valid pages only.
-        self.page_hash: dict[tuple[int, int], ShadowPage] = {}
+        self.page_hash: dict[tuple[int, int], MmuPage] = {}
         #: Valid SPs by gfn (``for_each_gfn_valid_sp``).
-        self.gfn_sps: dict[int, list[ShadowPage]] = {}
+        self.gfn_sps: dict[int, list[MmuPage]] = {}
         #: Every SP by host frame (``spte_to_child_sp``, ``root_to_sp``).
-        self.sp_by_pfn: dict[int, ShadowPage] = {}
+        self.sp_by_pfn: dict[int, MmuPage] = {}
         #: ``gfn_write_track``: shadowed upper-level tables per gfn.
         self.write_track: dict[int, int] = {}
         #: rmap: gfn -> leaf SPTEs (sp, index) mapping it.
-        self.rmap: dict[int, set[tuple[ShadowPage, int]]] = {}
+        self.rmap: dict[int, set[tuple[MmuPage, int]]] = {}
         self.indirect_shadow_pages = 0
         self.vcpus: list[ShadowVcpu] = []
         self.tracing = False
@@ -536,13 +441,13 @@ class ShadowMmu:
         if self.tracing:
             self.trace.append(FaultStep(step, level, detail, value))
 
-    def _set_spte(self, sp: ShadowPage, i: int, value: int) -> None:
+    def _set_spte(self, sp: MmuPage, i: int, value: int) -> None:
         """``mmu_spte_set``/``mmu_spte_update``: one SPTE, in the SP and host memory."""
         sp.spt[i] = value
         self.host.mem._store(sp.hpa + 8 * i, 8, value)
 
-    def _child(self, spte: int) -> Optional[ShadowPage]:
-        return self.sp_by_pfn.get(spte_to_pfn(spte))
+    def _child(self, spte: int) -> Optional[MmuPage]:
+        return self.sp_by_pfn.get(_to_pfn(spte))
 
     def _check_vcpu(self, vc: object) -> ShadowVcpu:
         if not isinstance(vc, ShadowVcpu) or vc not in self.vcpus:
@@ -554,7 +459,7 @@ class ShadowMmu:
         gfn = check_int("gfn", gfn)
         return self.write_track.get(gfn, 0) > 0
 
-    def shadow_pages(self) -> list[ShadowPage]:
+    def shadow_pages(self) -> list[MmuPage]:
         """Every valid SP, in creation order of host frames."""
         return sorted(self.page_hash.values(), key=lambda sp: sp.pfn)
 
@@ -703,7 +608,7 @@ class ShadowMmu:
         self._enter(vc)
         return None
 
-    def _root_sp(self, root: RootInfo) -> Optional[ShadowPage]:
+    def _root_sp(self, root: RootInfo) -> Optional[MmuPage]:
         if root.hpa is None:
             return None
         return self.sp_by_pfn.get(root.hpa >> 12)
@@ -782,7 +687,7 @@ class ShadowMmu:
                 self._free_root(mmu.root)
             mmu.root = INVALID_ROOT
 
-    def _alloc_root_sp(self, vc: ShadowVcpu, gfn: int, quadrant: int, level: int) -> ShadowPage:
+    def _alloc_root_sp(self, vc: ShadowVcpu, gfn: int, quadrant: int, level: int) -> MmuPage:
         """``mmu_alloc_root``."""
         role = vc.mmu.root_role.replace(level=level, quadrant=quadrant)
         sp = self._get_shadow_page(vc, gfn, role)
@@ -828,8 +733,10 @@ class ShadowMmu:
 
     # -- the page hash ------------------------------------------------------
 
-    def _get_shadow_page(self, vc: ShadowVcpu, gfn: int, role: PageRole) -> ShadowPage:
-        """``kvm_mmu_get_shadow_page``: find ``(gfn, role)`` or create it."""
+    def _get_shadow_page(self, vc: ShadowVcpu, gfn: int, role: PageRole) -> MmuPage:
+        """``kvm_mmu_get_shadow_page``: find ``(gfn, role)`` in the VM's hash
+        (``kvm_mmu_find_shadow_page``, syncing an unsync page found) or
+        create it (``kvm_mmu_alloc_shadow_page``)."""
         for sp in list(self.gfn_sps.get(gfn, ())):
             if sp.role.word != role.word:
                 # An upper-level table is about to be write-tracked: its
@@ -847,7 +754,7 @@ class ShadowMmu:
             if self.tracing:
                 self._log("get SP", role.level, f"found {sp!r}")
             return sp
-        sp = ShadowPage(role, gfn, self.host.alloc_page())
+        sp = MmuPage.shadow(role, gfn, self.host.alloc_page())
         self.page_hash[(gfn, role.word)] = sp
         self.gfn_sps.setdefault(gfn, []).append(sp)
         self.sp_by_pfn[sp.pfn] = sp
@@ -858,14 +765,14 @@ class ShadowMmu:
             self._log("get SP", role.level, f"created {sp!r}")
         return sp
 
-    def _account_shadowed(self, sp: ShadowPage) -> None:
+    def _account_shadowed(self, sp: MmuPage) -> None:
         """``account_shadowed``: write-track upper tables, write-protect the frame."""
         self.indirect_shadow_pages += 1
         if sp.role.level > 1:
             self.write_track[sp.gfn] = self.write_track.get(sp.gfn, 0) + 1
         self._write_protect_gfn(sp.gfn, pt_protect=True)
 
-    def _unaccount_shadowed(self, sp: ShadowPage) -> None:
+    def _unaccount_shadowed(self, sp: MmuPage) -> None:
         self.indirect_shadow_pages -= 1
         if sp.role.level > 1:
             n = self.write_track[sp.gfn] - 1
@@ -887,9 +794,9 @@ class ShadowMmu:
 
     # -- linking and unlinking ----------------------------------------------
 
-    def _link(self, parent: ShadowPage, i: int, sp: ShadowPage) -> None:
+    def _link(self, parent: MmuPage, i: int, sp: MmuPage) -> None:
         """``link_shadow_page``."""
-        if is_shadow_present_pte(parent.spt[i]):
+        if _present(parent.spt[i]):
             self._zap_pte(parent, i)
         self._set_spte(parent, i, make_nonleaf_spte(self.fmt, sp.pfn,
                                                     ad_disabled=bool(sp.role.ad_disabled)))
@@ -900,7 +807,7 @@ class ShadowMmu:
             self._log("link", parent.role.level, f"SPTE {i} of {parent!r} -> SP at level "
                       f"{sp.role.level}", parent.spt[i])
 
-    def _mark_unsync(self, sp: ShadowPage, i: int) -> None:
+    def _mark_unsync(self, sp: MmuPage, i: int) -> None:
         if i in sp.unsync_child_bitmap:
             return
         sp.unsync_child_bitmap.add(i)
@@ -909,7 +816,7 @@ class ShadowMmu:
         for parent, j in list(sp.parent_ptes):
             self._mark_unsync(parent, j)
 
-    def _unsync_page(self, sp: ShadowPage) -> None:
+    def _unsync_page(self, sp: MmuPage) -> None:
         """``kvm_unsync_page``: the guest may now write the table directly."""
         sp.unsync = True
         for parent, j in list(sp.parent_ptes):
@@ -917,7 +824,7 @@ class ShadowMmu:
         if self.tracing:
             self._log("unsync", sp.role.level, f"{sp!r}")
 
-    def _rmap_remove(self, sp: ShadowPage, i: int) -> None:
+    def _rmap_remove(self, sp: MmuPage, i: int) -> None:
         tr = sp.shadowed_translation.pop(i, None)
         if tr is not None:
             s = self.rmap.get(tr[0])
@@ -926,11 +833,11 @@ class ShadowMmu:
                 if not s:
                     del self.rmap[tr[0]]
 
-    def _zap_pte(self, sp: ShadowPage, i: int) -> None:
+    def _zap_pte(self, sp: MmuPage, i: int) -> None:
         """``mmu_page_zap_pte``: clear one SPTE (leaf: rmap; table: unlink child)."""
         spte = sp.spt[i]
-        if is_shadow_present_pte(spte):
-            if sp.role.level == 1 or is_large_pte(spte):
+        if _present(spte):
+            if sp.role.level == 1 or _large(spte):
                 self._rmap_remove(sp, i)
             else:
                 child = self._child(spte)
@@ -939,12 +846,12 @@ class ShadowMmu:
         if spte:
             self._set_spte(sp, i, 0)
 
-    def _collect_unsync(self, sp: ShadowPage, out: list[ShadowPage]) -> bool:
+    def _collect_unsync(self, sp: MmuPage, out: list[MmuPage]) -> bool:
         """``mmu_unsync_walk``: unsync level-1 SPs below ``sp``; prunes the bitmap."""
         found = False
         for i in sorted(sp.unsync_child_bitmap):
             spte = sp.spt[i]
-            child = self._child(spte) if is_shadow_present_pte(spte) and not is_large_pte(spte) else None
+            child = self._child(spte) if _present(spte) and not _large(spte) else None
             below = False
             if child is not None:
                 if child.unsync_children:
@@ -959,15 +866,15 @@ class ShadowMmu:
                 sp.unsync_child_bitmap.discard(i)
         return found
 
-    def _prune_unsync_bits(self, sp: ShadowPage) -> None:
+    def _prune_unsync_bits(self, sp: MmuPage) -> None:
         self._collect_unsync(sp, [])
 
-    def _prepare_zap(self, sp: ShadowPage) -> None:
+    def _prepare_zap(self, sp: MmuPage) -> None:
         """``kvm_mmu_prepare_zap_page``: unlink, untrack, mark invalid."""
         if sp.role.invalid:
             return
         if sp.role.level > 1:
-            pages: list[ShadowPage] = []
+            pages: list[MmuPage] = []
             self._collect_unsync(sp, pages)
             for child in pages:
                 self._prepare_zap(child)
@@ -995,7 +902,7 @@ class ShadowMmu:
         else:
             self._free_sp_frame(sp)
 
-    def _free_sp_frame(self, sp: ShadowPage) -> None:
+    def _free_sp_frame(self, sp: MmuPage) -> None:
         if self.sp_by_pfn.get(sp.pfn) is sp:
             del self.sp_by_pfn[sp.pfn]
             self.host.free_page(sp.pfn)
@@ -1009,7 +916,7 @@ class ShadowMmu:
 
     def _try_to_unsync(self, gfn: int, can_unsync: bool, prefetch: bool) -> bool:
         """``mmu_try_to_unsync_pages``; True means "write-protect instead"."""
-        if self.gfn_write_tracked(gfn):
+        if self.write_track.get(gfn, 0) > 0:
             return True
         for sp in list(self.gfn_sps.get(gfn, ())):
             if not sp.has_gptes:
@@ -1023,18 +930,18 @@ class ShadowMmu:
             self._unsync_page(sp)
         return False
 
-    def _level1_gpte_gpa(self, sp: ShadowPage, i: int) -> tuple[int, int]:
+    def _level1_gpte_gpa(self, sp: MmuPage, i: int) -> tuple[int, int]:
         """``FNAME(get_level1_sp_gpa)`` + index: where SPTE ``i``'s gpte lives."""
         if sp.role.has_4_byte_gpte:
             return (sp.gfn << 12) + (sp.role.quadrant * 512 + i) * 4, 4
         return (sp.gfn << 12) + i * 8, 8
 
     def _read_gpte(self, gpa: int, size: int) -> Optional[int]:
-        if not self.guest_mem.contains(gpa, size) or self.kvm.gfn_to_memslot(gpa >> 12) is None:
+        if not self.guest_mem.contains(gpa, size) or self.kvm._gfn_to_memslot(gpa >> 12, 0) is None:
             return None
         return self.guest_mem._load(gpa, size)
 
-    def _prefetch_invalid_gpte(self, vc: ShadowVcpu, sp: ShadowPage, i: int, gpte: int) -> bool:
+    def _prefetch_invalid_gpte(self, vc: ShadowVcpu, sp: MmuPage, i: int, gpte: int) -> bool:
         """``FNAME(prefetch_invalid_gpte)``: drop the SPTE unless the gpte is usable."""
         ctx = self._gpte_context(vc)
         present = gpte & ctx.fmt.present_mask
@@ -1048,7 +955,7 @@ class ShadowMmu:
             self._zap_pte(sp, i)
         return bad
 
-    def _sync_spte(self, vc: ShadowVcpu, sp: ShadowPage, i: int) -> int:
+    def _sync_spte(self, vc: ShadowVcpu, sp: MmuPage, i: int) -> int:
         """``FNAME(sync_spte)``: redo SPTE ``i`` of an unsync SP from its gpte."""
         spte = sp.spt[i]
         if not spte:
@@ -1066,7 +973,7 @@ class ShadowMmu:
         pte_access = sp.role.access & fmt.gpte_access(gpte)
         if ctx.have_ad and not gpte & fmt.dirty_mask:
             pte_access &= ~ACC_WRITE_MASK  # protect_clean_gpte
-        if is_mmio_spte(self.fmt, spte):
+        if _mmio(self.fmt, spte):
             if gfn != get_mmio_spte_gfn(self.fmt, spte):
                 self._set_spte(sp, i, 0)
             else:
@@ -1081,23 +988,23 @@ class ShadowMmu:
         if old[1] == pte_access:
             return 0
         sp.shadowed_translation[i] = (gfn, pte_access)
-        slot = self.kvm.gfn_to_memslot(gfn, vc.vcpu.as_id)
-        res = make_spte(vc.kind, pte_access=pte_access, level=1, gfn=gfn, pfn=spte_to_pfn(spte),
+        slot = self.kvm._gfn_to_memslot(gfn, vc.vcpu.as_id)
+        res = make_spte(vc.kind, pte_access=pte_access, level=1, gfn=gfn, pfn=_to_pfn(spte),
                         old_spte=spte, prefetch=True, ad_disabled=bool(sp.role.ad_disabled),
                         host_writable=bool(spte & self.fmt.host_writable_mask),
                         try_unsync=lambda g, cu: self._try_to_unsync(g, cu, True))
         self._set_spte(sp, i, res.spte)
         if res.writable and slot is not None and slot.dirty_logging:
-            self.kvm.mark_page_dirty(gfn, slot.as_id)
+            self.kvm._mark_page_dirty(gfn, slot.as_id)
         if self.tracing:
             self._log("sync", 1, f"SPTE {i} of {sp!r} redone from gpte {gpte:#x}", res.spte)
         return 1
 
-    def _sync_page_check(self, vc: ShadowVcpu, sp: ShadowPage) -> bool:
+    def _sync_page_check(self, vc: ShadowVcpu, sp: MmuPage) -> bool:
         ign = PageRole(level=0xF, access=7, quadrant=3, passthrough=1).word
         return not sp.role.direct and not ((sp.role.word ^ vc.mmu.root_role.word) & ~ign)
 
-    def _sync_page(self, vc: ShadowVcpu, sp: ShadowPage) -> int:
+    def _sync_page(self, vc: ShadowVcpu, sp: MmuPage) -> int:
         """``kvm_sync_page``: sync every SPTE; zap the SP if it cannot be synced."""
         if not self._sync_page_check(vc, sp):
             self._prepare_zap(sp)
@@ -1111,9 +1018,9 @@ class ShadowMmu:
                 flush |= 1 if r else 0
         return flush
 
-    def _sync_children(self, vc: ShadowVcpu, parent: ShadowPage) -> None:
+    def _sync_children(self, vc: ShadowVcpu, parent: MmuPage) -> None:
         """``mmu_sync_children``: write-protect and sync every unsync page below."""
-        pages: list[ShadowPage] = []
+        pages: list[MmuPage] = []
         self._collect_unsync(parent, pages)
         for sp in pages:
             self._write_protect_gfn(sp.gfn, pt_protect=True)
@@ -1160,10 +1067,12 @@ class ShadowMmu:
         self._check_vcpu(vc)
         access = check_access(access)
         gva = check_gva(gva, vc.cpu)
+        return self._guest_walk(vc, gva, access)
+
+    def _guest_walk(self, vc: ShadowVcpu, gva: int, access: int) -> GuestWalk:
         cpu = vc.cpu
         ctx = walk_context(cpu)
         if cpu.mode is PagingMode.PAE:
-            gva = check_gva(gva, cpu)
             i = (gva >> 30) & 3
             w = walk_addr_generic(self.guest_mem, ctx, 0, gva, access, rflags_ac=cpu.ac,
                                   pkru=cpu.pkru, pdpte=((cpu.cr3 & 0xFFFF_FFE0) + 8 * i,
@@ -1178,7 +1087,7 @@ class ShadowMmu:
             result = translate(self.guest_mem, cpu, gva, access)
         entries = [e for e in result.trace if not (cpu.mode is PagingMode.PAE and e[0] == 3)]
         for level, gpa, _ in entries:
-            if self.kvm.gfn_to_memslot(gpa >> 12, vc.vcpu.as_id) is None:
+            if self.kvm._gfn_to_memslot(gpa >> 12, vc.vcpu.as_id) is None:
                 f = fault_for(WalkError.NO_MEMSLOT, access, has_pferr_fetch=ctx.has_pferr_fetch,
                               level=level)
                 return GuestWalk(TranslateResult(None, f, level, result.trace, 0))
@@ -1207,16 +1116,18 @@ class ShadowMmu:
         See :func:`refimpl.host.mmu.hw_translate_shadow`: CR0.WP=1 always, SMEP,
         SMAP and RFLAGS.AC are the guest's.
         """
-        gva = check_int("gva", gva)
-        access = check_int("access", access)
         vc = self._check_vcpu(vc)
+        gva = check_gva(gva, vc.cpu)
+        access = check_access(access, ACCESS_WRITE | ACCESS_USER | ACCESS_FETCH)
+        return self._hw_walk(vc, gva, access)
+
+    def _hw_walk(self, vc: ShadowVcpu, gva: int, access: int) -> HwResult:
         root = vc.mmu.root
         if root.hpa is None:
-            return HwResult(None, None, "not_present")
+            return HwResult(None, None, HwFault.NOT_PRESENT)
         cpu = vc.cpu
-        return hw_translate_shadow(self.host, self.fmt, root.hpa, vc.mmu.root_role.level, gva,
-                                   access, cr4_smep=cpu.smep, cr4_smap=cpu.smap,
-                                   rflags_ac=cpu.ac)
+        return _hw_translate_shadow(self.host, self.fmt, root.hpa, vc.mmu.root_role.level, gva,
+                                    access, cpu.smep, cpu.smap, cpu.ac)
 
     def access(self, vc: ShadowVcpu, gva: int, access: int = 0) -> AccessResult:
         """One guest access: the CPU walks the shadow tables; on a fault KVM runs.
@@ -1230,7 +1141,7 @@ class ShadowMmu:
 
         Returns
         -------
-        AccessResult
+        refimpl.host.mmu.AccessResult
 
         Raises
         ------
@@ -1249,7 +1160,7 @@ class ShadowMmu:
         hw, r, exits = self._fault_loop(vc, gva, access,
                                         lambda hw: self._page_fault(vc, gva, access, hw))
         if r is None:
-            return AccessResult("hardware", hpa=hw.hpa, exits=exits)
+            return AccessResult(AccessPath.HARDWARE, hpa=hw.hpa, exits=exits)
         return AccessResult(r.path, r.hpa, r.gpa, r.fault, exits)
 
     def _fault_loop(self, vc: ShadowVcpu, addr: int, access: int, handle):
@@ -1259,7 +1170,7 @@ class ShadowMmu:
         exits = 0
         for _ in range(8):
             self._enter(vc)
-            hw = self.hw_walk(vc, addr, access)
+            hw = self._hw_walk(vc, addr, access)
             if hw.fault is None:
                 return hw, None, exits
             exits += 1
@@ -1272,26 +1183,26 @@ class ShadowMmu:
     def _current_mmio_spte(self, hw: HwResult) -> bool:
         """The CPU stopped at an MMIO SPTE of the current memslot generation
         (``handle_mmio_page_fault`` can emulate at once)."""
-        if hw.fault != "rsvd" or not hw.trace:
+        if hw.fault is not HwFault.RSVD or not hw.trace:
             return False
         spte = hw.trace[-1][2]
-        return is_mmio_spte(self.fmt, spte) and get_mmio_spte_generation(spte) == (
+        return _mmio(self.fmt, spte) and get_mmio_spte_generation(spte) == (
             self.kvm.generation & MMIO_SPTE_GEN_MASK)
 
     def _emulate(self, vc: ShadowVcpu, gva: int, access: int) -> AccessResult:
         """The emulator's access: walk the guest tables, then touch memory."""
-        w = self.guest_walk(vc, gva, access)
+        w = self._guest_walk(vc, gva, access)
         if w.result.fault is not None:
-            return AccessResult("fault", fault=w.result.fault)
+            return AccessResult(AccessPath.FAULT, fault=w.result.fault)
         gpa = w.result.gpa
         assert gpa is not None
-        slot = self.kvm.gfn_to_memslot(gpa >> 12, vc.vcpu.as_id)
+        slot = self.kvm._gfn_to_memslot(gpa >> 12, vc.vcpu.as_id)
         if slot is None or (access & ACCESS_WRITE and slot.readonly):
             vc.kind.stats.mmio_faults += 1
-            return AccessResult("mmio", gpa=gpa)
+            return AccessResult(AccessPath.MMIO, gpa=gpa)
         if access & ACCESS_WRITE:
-            self.kvm.mark_page_dirty(gpa >> 12, slot.as_id)
-        return AccessResult("emulated", hpa=(slot.gfn_to_hfn(gpa >> 12) << 12) | (gpa & 0xFFF),
+            self.kvm._mark_page_dirty(gpa >> 12, slot.as_id)
+        return AccessResult(AccessPath.EMULATED, hpa=(slot.gfn_to_hfn(gpa >> 12) << 12) | (gpa & 0xFFF),
                             gpa=gpa)
 
     def _page_fault(self, vc: ShadowVcpu, gva: int, access: int,
@@ -1301,7 +1212,7 @@ class ShadowMmu:
             return self._emulate(vc, gva, access)  # handle_mmio_page_fault
         write = bool(access & ACCESS_WRITE)
         user = bool(access & ACCESS_USER)
-        w = self.guest_walk(vc, gva, access)
+        w = self._guest_walk(vc, gva, access)
         if self.tracing:
             self._log("guest walk", None, f"gva {gva:#x} access {access:#x}")
             for level, gpa, gpte in w.result.trace:
@@ -1310,9 +1221,9 @@ class ShadowMmu:
             if self.tracing:
                 self._log("inject", w.result.level,
                           f"#PF error code {w.result.fault.error_code:#x}")
-            return AccessResult("fault", fault=w.result.fault)
-        slot = self.kvm.gfn_to_memslot(w.gfn, vc.vcpu.as_id)
-        if write and self.gfn_write_tracked(w.gfn):
+            return AccessResult(AccessPath.FAULT, fault=w.result.fault)
+        slot = self.kvm._gfn_to_memslot(w.gfn, vc.vcpu.as_id)
+        if write and self.write_track.get(w.gfn, 0) > 0:
             return self._emulate(vc, gva, access)  # page_fault_handle_page_track
         if slot is not None and write and slot.readonly:
             return self._emulate(vc, gva, access)  # KVM_PFN_ERR_RO_FAULT
@@ -1333,22 +1244,22 @@ class ShadowMmu:
         if "direct_access_from_parents" in self.bugs:
             direct_access = w.pt_access[w.level]
         ret = self._fetch(vc, gva, w, pte_access, direct_access, write, slot)
-        if ret == "emulate":
+        if ret is RetPf.EMULATE:
             return self._emulate(vc, gva, access)
         return None
 
     def _fetch(self, vc: ShadowVcpu, gva: int, w: GuestWalk, pte_access: int,
-               direct_access: int, write: bool, slot: Optional[Memslot]) -> str:
+               direct_access: int, write: bool, slot: Optional[Memslot]) -> RetPf:
         """``FNAME(fetch)``: build and link SPs down to the leaf, then the SPTE."""
         mmu = vc.mmu
         if mmu.root_role.level == PT32E_ROOT_LEVEL:
             sp = vc.pae_root[(gva >> 30) & 3]
             if sp is None:
-                return "retry"
+                return RetPf.RETRY
         else:
             sp = self._root_sp(mmu.root)
             if sp is None:
-                return "retry"
+                return RetPf.RETRY
         level = sp.role.level
         # Levels the guest maps with tables: indirect SPs.
         while level > w.level:
@@ -1360,7 +1271,7 @@ class ShadowMmu:
             else:
                 access = w.pt_access[level - 1]
             spte = sp.spt[i]
-            if is_shadow_present_pte(spte) and not is_large_pte(spte):
+            if _present(spte) and not _large(spte):
                 child = self._child(spte)
             else:
                 role = kvm_mmu_child_role(sp.role, i, False, access)
@@ -1376,7 +1287,7 @@ class ShadowMmu:
             sp.write_flooding_count = 0
             base_gfn = w.gfn & ~((1 << (9 * (level - 1))) - 1)
             spte = sp.spt[i]
-            if is_shadow_present_pte(spte) and not is_large_pte(spte):
+            if _present(spte) and not _large(spte):
                 child = self._child(spte)
                 if (child is not None and child.role.access != direct_access
                         and "direct_access_from_parents" not in self.bugs):
@@ -1393,29 +1304,29 @@ class ShadowMmu:
         i = (gva >> 12) & 511
         sp.write_flooding_count = 0
         ret = self._mmu_set_spte(vc, sp, i, pte_access, w.gfn, slot, write, prefetch=False)
-        if ret != "spurious" and slot is not None:
+        if ret is not RetPf.SPURIOUS and slot is not None:
             self._pte_prefetch(vc, sp, i)
         return ret
 
-    def _mmu_set_spte(self, vc: ShadowVcpu, sp: ShadowPage, i: int, pte_access: int, gfn: int,
-                      slot: Optional[Memslot], write_fault: bool, prefetch: bool) -> str:
-        """``mmu_set_spte``: install the leaf SPTE; "emulate" if W was withheld."""
+    def _mmu_set_spte(self, vc: ShadowVcpu, sp: MmuPage, i: int, pte_access: int, gfn: int,
+                      slot: Optional[Memslot], write_fault: bool, prefetch: bool) -> RetPf:
+        """``mmu_set_spte``: install the leaf SPTE; ``EMULATE`` if W was withheld."""
         old = sp.spt[i]
         if slot is None:
-            if is_shadow_present_pte(old):
+            if _present(old):
                 self._zap_pte(sp, i)
             spte = make_mmio_spte(self.fmt, gfn, pte_access,
                                   self.kvm.generation & MMIO_SPTE_GEN_MASK)
             self._set_spte(sp, i, spte)
             if self.tracing:
                 self._log("MMIO SPTE", 1, f"SPTE {i} of {sp!r}", spte)
-            return "emulate"
+            return RetPf.EMULATE
         pfn = slot.gfn_to_hfn(gfn)
         was_rmapped = False
-        if is_shadow_present_pte(old):
-            if prefetch and spte_to_pfn(old) == pfn:
-                return "spurious"
-            if spte_to_pfn(old) != pfn:
+        if _present(old):
+            if prefetch and _to_pfn(old) == pfn:
+                return RetPf.SPURIOUS
+            if _to_pfn(old) != pfn:
                 self._zap_pte(sp, i)
             else:
                 was_rmapped = True
@@ -1430,7 +1341,7 @@ class ShadowMmu:
         if sp.spt[i] != res.spte:
             self._set_spte(sp, i, res.spte)
         if res.writable and slot.dirty_logging:
-            self.kvm.mark_page_dirty(gfn, slot.as_id)
+            self.kvm._mark_page_dirty(gfn, slot.as_id)
         sp.shadowed_translation[i] = (gfn, pte_access)
         if not was_rmapped:
             self.rmap.setdefault(gfn, set()).add((sp, i))
@@ -1439,9 +1350,9 @@ class ShadowMmu:
                       f"SPTE {i} of {sp!r}: gfn {gfn:#x} -> pfn {pfn:#x}, rights "
                       f"{_acc_str(pte_access)}{' (write-protected)' if res.wrprot else ''}",
                       res.spte)
-        return "emulate" if res.wrprot and write_fault else "ok"
+        return RetPf.EMULATE if res.wrprot and write_fault else RetPf.FIXED
 
-    def _pte_prefetch(self, vc: ShadowVcpu, sp: ShadowPage, i: int) -> None:
+    def _pte_prefetch(self, vc: ShadowVcpu, sp: MmuPage, i: int) -> None:
         """``FNAME(pte_prefetch)``: fill up to 7 neighbours of a new leaf SPTE."""
         if sp.role.level > 1 or sp.role.direct:
             return  # __direct_pte_prefetch is not modelled
@@ -1449,7 +1360,7 @@ class ShadowMmu:
         ctx = self._gpte_context(vc)
         fmt = ctx.fmt
         for j in range(start, start + PTE_PREFETCH_NUM):
-            if j == i or is_shadow_present_pte(sp.spt[j]):
+            if j == i or _present(sp.spt[j]):
                 continue
             gpa, size = self._level1_gpte_gpa(sp, j)
             gpte = self._read_gpte(gpa, size)
@@ -1461,7 +1372,7 @@ class ShadowMmu:
             pte_access = sp.role.access & fmt.gpte_access(gpte)
             if ctx.have_ad and not gpte & fmt.dirty_mask:
                 pte_access &= ~ACC_WRITE_MASK
-            slot = self.kvm.gfn_to_memslot(gfn, vc.vcpu.as_id)
+            slot = self.kvm._gfn_to_memslot(gfn, vc.vcpu.as_id)
             if slot is None or (slot.dirty_logging and pte_access & ACC_WRITE_MASK):
                 break
             self.stats["prefetched"] += 1
@@ -1469,7 +1380,7 @@ class ShadowMmu:
 
     # -- guest stores to its page tables --------------------------------------
 
-    def guest_write(self, vc: ShadowVcpu, gpa: int, data: bytes) -> str:
+    def guest_write(self, vc: ShadowVcpu, gpa: int, data: bytes) -> GuestStore:
         """The guest stores ``data`` at ``gpa`` (typically one of its gptes).
 
         If the frame is write-tracked (a shadowed upper-level table) the
@@ -1480,8 +1391,8 @@ class ShadowMmu:
 
         Returns
         -------
-        str
-            ``"emulated"`` or ``"direct"``.
+        refimpl.host.mmu.GuestStore
+            ``EMULATED`` or ``DIRECT``.
 
         Raises
         ------
@@ -1504,18 +1415,18 @@ class ShadowMmu:
         if not self.guest_mem.contains(gpa, n):
             raise ValueError(f"gpa {gpa:#x} is outside guest memory")
         gfn = gpa >> 12
-        slot = self.kvm.gfn_to_memslot(gfn, vc.vcpu.as_id)
+        slot = self.kvm._gfn_to_memslot(gfn, vc.vcpu.as_id)
         if slot is None:
             raise ValueError(f"gpa {gpa:#x} is in no memslot")
-        if self.gfn_write_tracked(gfn):
+        if self.write_track.get(gfn, 0) > 0:
             self.guest_mem.write(gpa, bytes(data))
-            self.kvm.mark_page_dirty(gfn, slot.as_id)
+            self.kvm._mark_page_dirty(gfn, slot.as_id)
             self._track_write(gpa, n)
-            return "emulated"
+            return GuestStore.EMULATED
         self._try_to_unsync(gfn, True, False)
         self.guest_mem.write(gpa, bytes(data))
-        self.kvm.mark_page_dirty(gfn, slot.as_id)
-        return "direct"
+        self.kvm._mark_page_dirty(gfn, slot.as_id)
+        return GuestStore.DIRECT
 
     def _track_write(self, gpa: int, nbytes: int) -> None:
         """``kvm_mmu_track_write``."""
@@ -1569,7 +1480,7 @@ class ShadowMmu:
                 if not sp.unsync_children:
                     break
                 spte = sp.spt[i]
-                if not is_shadow_present_pte(spte) or level == 1 or is_large_pte(spte):
+                if not _present(spte) or level == 1 or _large(spte):
                     break
                 sp, level = self._child(spte), level - 1
         self._enter(vc)
@@ -1599,176 +1510,13 @@ class ShadowMmu:
 
     # -- inspection -----------------------------------------------------------
 
-    def leaf_sptes(self) -> list[tuple[ShadowPage, int, int]]:
+    def leaf_sptes(self) -> list[tuple[MmuPage, int, int]]:
         """Every present leaf SPTE of every valid SP: ``(sp, index, spte)``."""
         out = []
         for sp in self.shadow_pages():
             if sp.role.level != 1:
                 continue
             for i, spte in enumerate(sp.spt):
-                if is_shadow_present_pte(spte):
+                if _present(spte):
                     out.append((sp, i, spte))
         return out
-
-
-
-# ---------------------------------------------------------------------------
-# A guest kernel's page-table builder (tests and the book)
-# ---------------------------------------------------------------------------
-
-
-class GuestPageTables:
-    """Build guest page tables in guest memory, as a guest kernel would.
-
-    Parameters
-    ----------
-    mem : refimpl.guest.memory.GuestMemory
-    mode : refimpl.guest.cpu.PagingMode
-        ``BITS32``, ``PAE`` or ``LEVEL4``.
-    first_gfn : int
-        Tables are taken from consecutive frames starting here.
-
-    Attributes
-    ----------
-    cr3 : int
-        The CR3 value for these tables (for PAE, the 32-byte PDPT at the
-        start of the first frame).
-
-    Entries are written straight to memory: use it to set up tables before
-    the shadow MMU shadows them, and :meth:`ShadowMmu.guest_write` after.
-    """
-
-    def __init__(self, mem: GuestMemory, mode: PagingMode, first_gfn: int) -> None:
-        if not isinstance(mem, GuestMemory):
-            raise TypeError(f"mem must be a GuestMemory, got {type(mem).__name__}")
-        if mode not in (PagingMode.BITS32, PagingMode.PAE, PagingMode.LEVEL4):
-            raise ValueError(f"mode must be BITS32, PAE or LEVEL4, got {mode}")
-        self.mem, self.mode = mem, mode
-        self.next_gfn = check_int("first_gfn", first_gfn)
-        self.root_gfn = self.alloc_table()
-        self.cr3 = self.root_gfn << 12
-
-    @property
-    def entry_bytes(self) -> int:
-        """4 for 32-bit paging, else 8."""
-        return 4 if self.mode is PagingMode.BITS32 else 8
-
-    def alloc_table(self) -> int:
-        """A zeroed table frame; its gfn."""
-        gfn = self.next_gfn
-        if not self.mem.contains(gfn << 12, _PAGE):
-            raise ValueError("guest memory is full")
-        self.mem.write(gfn << 12, bytes(_PAGE))
-        self.next_gfn += 1
-        return gfn
-
-    def index(self, gva: int, level: int) -> int:
-        """Index of ``gva``'s entry in a level-``level`` table."""
-        gva = check_int("gva", gva)
-        level = check_int("level", level)
-        if self.mode is PagingMode.BITS32:
-            return (gva >> (12 + 10 * (level - 1))) & 1023
-        if self.mode is PagingMode.PAE and level == 3:
-            return (gva >> 30) & 3
-        return (gva >> (12 + 9 * (level - 1))) & 511
-
-    def entry_gpa(self, table_gfn: int, gva: int, level: int) -> int:
-        """Where ``gva``'s level-``level`` entry lives in table ``table_gfn``."""
-        table_gfn = check_int("table_gfn", table_gfn)
-        gva = check_int("gva", gva)
-        level = check_int("level", level)
-        return (table_gfn << 12) + self.index(gva, level) * self.entry_bytes
-
-    def read(self, gpa: int) -> int:
-        """The entry at ``gpa``.
-
-        Raises
-        ------
-        TypeError, ValueError
-            ``gpa`` not an int, or the entry not inside guest memory.
-        """
-        gpa = check_int("gpa", gpa)
-        if not self.mem.contains(gpa, self.entry_bytes) or gpa < 0:
-            raise ValueError(f"gpa {gpa:#x} (+{self.entry_bytes}) is outside guest memory "
-                             f"[0, {self.mem.size:#x})")
-        return self.mem._load(gpa, self.entry_bytes)
-
-    def write(self, gpa: int, value: int) -> None:
-        """Store an entry at ``gpa`` directly in memory.
-
-        Raises
-        ------
-        TypeError, ValueError
-            ``gpa`` outside guest memory, ``value`` not in
-            ``[0, 2**(8 * entry_bytes))``.
-        """
-        gpa = check_int("gpa", gpa)
-        value = check_int("value", value)
-        if not 0 <= value < 1 << (8 * self.entry_bytes):
-            raise ValueError(f"value {value:#x} does not fit in {8 * self.entry_bytes} bits")
-        if not self.mem.contains(gpa, self.entry_bytes) or gpa < 0:
-            raise ValueError(f"gpa {gpa:#x} (+{self.entry_bytes}) is outside guest memory "
-                             f"[0, {self.mem.size:#x})")
-        self.mem._store(gpa, self.entry_bytes, value)
-
-    def map(self, gva: int, gpa: int, *, leaf_level: int = 1, leaf: int = 0x7,
-            upper: Optional[dict] = None, tables: Optional[dict] = None) -> dict:
-        """Map ``gva`` to ``gpa`` with a leaf of ``leaf_level``.
-
-        Parameters
-        ----------
-        leaf : int
-            Flag bits of the leaf (P, W, U, A, D, NX...); PS is added for
-            a large leaf.
-        upper : dict of int to int
-            Flag bits of the non-leaf entry at each level (default P|W|U).
-        tables : dict of int to int
-            Force the table gfn that the entry at a level points to (to
-            share tables between walks).
-
-        Returns
-        -------
-        dict of int to int
-            ``{level: entry gpa}`` of the entries on the path.
-        """
-        top = {PagingMode.BITS32: 2, PagingMode.PAE: 3, PagingMode.LEVEL4: 4}[self.mode]
-        gva = check_range("gva", gva, 0, 1 << (32 if top < 4 else 64))
-        gpa = check_range("gpa", gpa, 0, 1 << 52)
-        leaf_level = check_range("leaf_level", leaf_level, 1, top + 1)
-        leaf = check_range("leaf", leaf, 0, 1 << 64)
-        for name, d in (("upper", upper), ("tables", tables)):
-            if d is not None and not isinstance(d, dict):
-                raise TypeError(f"{name} must be a dict of level -> int, got {type(d).__name__}")
-            for k, v in (d or {}).items():
-                check_range(f"{name} key", k, 1, top + 1)
-                check_range(f"{name}[{k}]", v, 0, 1 << 40)
-        # Every table the walk needs must fit before anything is written.
-        fresh = sum(1 for lv in range(top, leaf_level, -1) if lv not in (tables or {}))
-        if not self.mem.contains(self.next_gfn << 12, fresh * _PAGE):
-            raise ValueError("guest memory is full: no room for the tables this map needs")
-        upper = upper or {}
-        tables = tables or {}
-        table = self.root_gfn
-        path = {}
-        for level in range(top, leaf_level, -1):
-            e = self.entry_gpa(table, gva, level)
-            path[level] = e
-            cur = self.read(e)
-            if level in tables:
-                child = tables[level]
-            elif cur & 1 and not cur & 0x80:
-                child = (cur & 0x000F_FFFF_FFFF_F000) >> 12
-            else:
-                child = self.alloc_table()
-            flags = upper.get(level, 0x7)
-            if self.mode is PagingMode.PAE and level == 3:
-                flags &= 1  # PDPTEs have no W/U bits
-            self.write(e, (child << 12) | flags | (cur & 0x60 if cur & 1 else 0))
-            table = child
-        e = self.entry_gpa(table, gva, leaf_level)
-        path[leaf_level] = e
-        value = gpa | leaf | (0x80 if leaf_level > 1 else 0)
-        if self.mode is PagingMode.BITS32 and leaf_level == 2:
-            value = (gpa & 0xFFC0_0000) | leaf | 0x80
-        self.write(e, value)
-        return path

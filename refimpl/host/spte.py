@@ -486,27 +486,23 @@ def _check_spte(name: str, value: object) -> int:
 
 def is_shadow_present_pte(spte: int) -> bool:
     """KVM maps something here (MMU-present; MMIO SPTEs are not present)."""
-    spte = _check_spte("spte", spte)
-    return bool(spte & SPTE_MMU_PRESENT_MASK)
+    return _present(_check_spte("spte", spte))
 
 
 def is_large_pte(spte: int) -> bool:
     """The page-size bit is set."""
-    spte = _check_spte("spte", spte)
-    return bool(spte & PT_PAGE_SIZE_MASK)
+    return _large(_check_spte("spte", spte))
 
 
 def is_last_spte(spte: int, level: int) -> bool:
     """The SPTE is a leaf: level 1, or a huge page."""
     spte = _check_spte("spte", spte)
-    level = check_range("level", level, 1, 6)
-    return level == 1 or is_large_pte(spte)
+    return _last(spte, check_range("level", level, 1, 6))
 
 
 def is_writable_pte(spte: int) -> bool:
     """Hardware W is set."""
-    spte = _check_spte("spte", spte)
-    return bool(spte & PT_WRITABLE_MASK)
+    return _writable(_check_spte("spte", spte))
 
 
 def is_mmu_writable_spte(fmt: SpteFormat, spte: int) -> bool:
@@ -571,7 +567,7 @@ def is_mmio_spte(fmt: SpteFormat, spte: int) -> bool:
     """An MMIO SPTE of this format (never when MMIO caching is off)."""
     spte = _check_spte("spte", spte)
     check_instance("fmt", fmt, SpteFormat)
-    return fmt.mmio_caching and (spte & fmt.mmio_mask) == fmt.mmio_value
+    return _mmio(fmt, spte)
 
 
 def is_rsvd_spte(rsvd: RsvdBitsValidate, spte: int, level: int) -> bool:
@@ -584,8 +580,35 @@ def is_rsvd_spte(rsvd: RsvdBitsValidate, spte: int, level: int) -> bool:
 
 def spte_to_pfn(spte: int) -> int:
     """The host frame number in a present SPTE."""
-    spte = _check_spte("spte", spte)
+    return _to_pfn(_check_spte("spte", spte))
+
+
+# The same predicates for the MMUs' inner loops, on SPTEs they read from
+# their own tables (validated by construction): no argument checks.
+
+
+def _present(spte: int) -> bool:
+    return bool(spte & SPTE_MMU_PRESENT_MASK)
+
+
+def _large(spte: int) -> bool:
+    return bool(spte & PT_PAGE_SIZE_MASK)
+
+
+def _last(spte: int, level: int) -> bool:
+    return level == 1 or bool(spte & PT_PAGE_SIZE_MASK)
+
+
+def _writable(spte: int) -> bool:
+    return bool(spte & PT_WRITABLE_MASK)
+
+
+def _to_pfn(spte: int) -> int:
     return (spte & SPTE_BASE_ADDR_MASK) >> 12
+
+
+def _mmio(fmt: SpteFormat, spte: int) -> bool:
+    return fmt.mmio_caching and (spte & fmt.mmio_mask) == fmt.mmio_value
 
 
 # ---------------------------------------------------------------------------

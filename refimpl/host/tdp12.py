@@ -75,9 +75,12 @@ from refimpl.guest.cpu import CpuState
 from refimpl.guest.ept import EptFault, _check_flag, ept_access_pfec, ept_walk_context
 from refimpl.guest.faults import WalkError
 from refimpl.guest.formats import CR0, EFER, EPT_EXIT_QUAL, EPTP
-from refimpl.errors import check_instance
+from refimpl.errors import check_instance, check_range
 from refimpl.guest.memory import GuestMemory, check_int
-from refimpl.host.mmu import INVALID_ROOT, HwResult, Mmu, MmuKind, RootInfo, hw_translate_tdp, vcpu_tlb
+from refimpl.host.mmu import (
+    INVALID_ROOT, AccessPath, HwFault, HwResult, Mmu, MmuKind, RetPf, RootInfo, _hw_translate_tdp,
+    vcpu_tlb,
+)
 from refimpl.guest.nested import NestedFault, _check_eptp, ept_exit_to_l1, npf_exit_to_l1
 from refimpl.host.roles import ACC_ALL, calc_shadow_ept_role
 from refimpl.guest.rsvd import reset_rsvds_bits_mask_ept
@@ -124,10 +127,10 @@ class L2Access:
 
     Parameters
     ----------
-    path : str
-        ``"hardware"`` (the CPU found it in EPT02/NPT02), ``"emulated"``
-        (L0 emulated the instruction), ``"mmio"`` (the L1 gpa is in no
-        memslot: an exit to L0's userspace) or ``"exit"`` (reflected to L1).
+    path : refimpl.host.mmu.AccessPath
+        ``HARDWARE`` (the CPU found it in EPT02/NPT02), ``EMULATED``
+        (L0 emulated the instruction), ``MMIO`` (the L1 gpa is in no
+        memslot: an exit to L0's userspace) or ``EXIT`` (reflected to L1).
     hpa : int or None
         The host-physical address reached.
     l1_gpa : int or None
@@ -138,7 +141,7 @@ class L2Access:
         Exits to L0 (EPT violations of EPT02) on the way.
     """
 
-    path: str
+    path: AccessPath
     hpa: Optional[int] = None
     l1_gpa: Optional[int] = None
     exit: Optional[NestedFault] = None
@@ -404,14 +407,18 @@ class Tdp12Mmu(ShadowMmu):
         vc = self._check_vcpu(vc)
         if vc.ctx is None:
             raise ValueError("guest_walk: no EPTP12 loaded (set_eptp first)")
-        gva = check_int("gva", gva)
+        gva = check_range("gva", gva, 0, 1 << 52)
+        return self._guest_walk(vc, gva, check_int("access", access))
+
+    def _guest_walk(self, vc: ShadowVcpu, gva: int, access: int) -> GuestWalk:
+        assert isinstance(vc, Tdp12Vcpu) and vc.ctx is not None
         ctx = vc.ctx
         pfec = ept_access_pfec(access & _WF)
         walk = walk_addr_generic(self.guest_mem, ctx, vc.eptp, gva, pfec)
         error, level, errcode = walk.error, walk.level, walk.errcode
         if error is None:
             for lv, gpa, _ in walk.trace:
-                if self.kvm.gfn_to_memslot(gpa >> 12, vc.vcpu.as_id) is None:
+                if self.kvm._gfn_to_memslot(gpa >> 12, vc.vcpu.as_id) is None:
                     error, level, errcode = WalkError.NO_MEMSLOT, lv, 0
                     break
         if error is not None:
@@ -435,12 +442,16 @@ class Tdp12Mmu(ShadowMmu):
     def hw_walk(self, vc: ShadowVcpu, gva: int, access: int = 0) -> HwResult:
         """The CPU's walk of EPT02 for the L2 gpa ``gva`` (no L0 involved)."""
         vc = self._check_vcpu(vc)
+        gva = check_range("gva", gva, 0, 1 << 52)
+        return self._hw_walk(vc, gva, check_int("access", access))
+
+    def _hw_walk(self, vc: ShadowVcpu, gva: int, access: int) -> HwResult:
         root = vc.mmu.root
         if root.hpa is None:
-            return HwResult(None, None, "not_present")
+            return HwResult(None, None, HwFault.NOT_PRESENT)
         role = vc.mmu.root_role
-        return hw_translate_tdp(self.host, self.fmt, root.hpa, role.level, gva, access & _WF,
-                                ad=not role.ad_disabled)
+        return _hw_translate_tdp(self.host, self.fmt, root.hpa, role.level, gva, access & _WF,
+                                 not role.ad_disabled)
 
     def access(self, vc: ShadowVcpu, gva: int, access: int = 0, *,  # type: ignore[override]
                hw_exit_qualification: int = _GVA_BITS) -> L2Access:
@@ -471,15 +482,13 @@ class Tdp12Mmu(ShadowMmu):
         ``nested_ept_inject_page_fault``.
         """
         vc = self._check_vcpu(vc)
-        gva = check_int("gva", gva)
-        if not 0 <= gva < 1 << 52:
-            raise ValueError(f"gva (an L2 gpa) must be in [0, 2**52), got {gva:#x}")
+        gva = check_range("gva", gva, 0, 1 << 52)
         access = check_access(access, _WF)
         hw, r, exits = self._fault_loop(
             vc, gva, access,
             lambda hw: self._ept_page_fault(vc, gva, access, hw, hw_exit_qualification))
         if r is None:
-            return L2Access("hardware", hpa=hw.hpa, exits=exits)
+            return L2Access(AccessPath.HARDWARE, hpa=hw.hpa, exits=exits)
         return replace(r, exits=exits)
 
     def _ept_page_fault(self, vc: ShadowVcpu, l2_gpa: int, access: int, hw: HwResult,
@@ -487,7 +496,7 @@ class Tdp12Mmu(ShadowMmu):
         """``ept_page_fault`` (``FNAME(page_fault)``); None means "retry"."""
         if self._current_mmio_spte(hw):
             return self._emulate_l2(vc, l2_gpa, access, hw_qual)  # handle_mmio_page_fault
-        w = self.guest_walk(vc, l2_gpa, access)
+        w = self._guest_walk(vc, l2_gpa, access)
         self._log("EPT12 walk", None, f"L2 gpa {l2_gpa:#x} access {access:#x}")
         for level, gpa, gpte in w.result.trace:
             self._log("EPT12 walk", level, f"entry at L1 gpa {gpa:#x}", gpte)
@@ -495,15 +504,15 @@ class Tdp12Mmu(ShadowMmu):
             ex = ept_exit_to_l1(w.result.fault, l2_gpa & ~0xFFF,  # type: ignore[arg-type]
                                 final=True, hw_exit_qualification=hw_qual)
             self._log("reflect", w.result.level, f"{ex.kind} to L1")
-            return L2Access("exit", exit=ex)
+            return L2Access(AccessPath.EXIT, exit=ex)
         write = bool(access & ACCESS_WRITE)
-        slot = self.kvm.gfn_to_memslot(w.gfn, vc.vcpu.as_id)
-        if write and self.gfn_write_tracked(w.gfn):
+        slot = self.kvm._gfn_to_memslot(w.gfn, vc.vcpu.as_id)
+        if write and self.write_track.get(w.gfn, 0) > 0:
             return self._emulate_l2(vc, l2_gpa, access, hw_qual)
         if slot is not None and write and slot.readonly:
             return self._emulate_l2(vc, l2_gpa, access, hw_qual)
         ret = self._fetch(vc, l2_gpa, w, w.pte_access, w.pte_access, write, slot)
-        if ret == "emulate":
+        if ret is RetPf.EMULATE:
             return self._emulate_l2(vc, l2_gpa, access, hw_qual)
         return None
 
@@ -514,7 +523,7 @@ class Tdp12Mmu(ShadowMmu):
         if r.fault is not None:
             ex = ept_exit_to_l1(r.fault, l2_gpa & ~0xFFF, final=True,  # type: ignore[arg-type]
                                 hw_exit_qualification=hw_qual)
-            return L2Access("exit", exit=ex)
+            return L2Access(AccessPath.EXIT, exit=ex)
         return L2Access(r.path, hpa=r.hpa, l1_gpa=r.gpa)
 
 
@@ -580,5 +589,5 @@ def npt_access(mmu: ShadowMmu, vc: ShadowVcpu, l2_gpa: int, access: int = 0) -> 
     if r.fault is not None:
         f = r.fault
         ex = npf_exit_to_l1(f.error_code, f.reason, f.level, l2_gpa & ~0xFFF, final=True)
-        return L2Access("exit", exit=ex, exits=r.exits)
+        return L2Access(AccessPath.EXIT, exit=ex, exits=r.exits)
     return L2Access(r.path, hpa=r.hpa, l1_gpa=r.gpa, exits=r.exits)

@@ -9,7 +9,7 @@ same root role (the roles differ only for SMM and for L2 guests).
 Glossary
 --------
 root
-    A top-level table (:class:`TdpMmuPage` with ``role.level`` 4 or 5) on
+    A top-level table (:class:`refimpl.host.mmu.MmuPage` with ``role.level`` 4 or 5) on
     ``kvm->arch.tdp_mmu_roots`` (here ``kind.roots``); found by role and
     reference-counted (:meth:`TdpMmu.get_root`, :meth:`TdpMmu.put_root`).
 fault path
@@ -45,13 +45,18 @@ from refimpl.host.mmu import (
     ACCESS_FETCH,
     ACCESS_WRITE,
     INVALID_ROOT,
+    AccessPath,
+    AccessResult,
+    HwFault,
     HwResult,
     Mmu,
     MmuKind,
+    MmuPage,
+    RetPf,
     RootInfo,
     TlbEntry,
-    flush_remote_tlbs,
-    hw_translate_tdp,
+    _flush_remote_tlbs,
+    _hw_translate_tdp,
     tdp_kind,
     vcpu_tlb,
 )
@@ -60,27 +65,26 @@ from refimpl.host.spte import (
     MMIO_SPTE_GEN_MASK,
     PT_WRITABLE_MASK,
     SpteFormat,
+    _last,
+    _mmio,
+    _present,
+    _to_pfn,
+    _writable,
+    ept_format,
     get_mmio_spte_generation,
-    is_last_spte,
-    is_mmio_spte,
-    is_shadow_present_pte,
-    is_writable_pte,
     make_huge_spte,
     make_mmio_spte,
     make_nonleaf_spte,
     make_small_spte,
     make_spte,
-    spte_to_pfn,
 )
-from refimpl.host.vm import PAGE_SIZE, Kvm, Memslot, MemslotChange, MemslotChangeKind, Vcpu
+from refimpl.host.vm import PAGE_SIZE, HostMemory, Kvm, Memslot, MemslotChange, MemslotChangeKind, Vcpu
 from refimpl.errors import check_bugs, check_instance, check_int, check_range
 
 __all__ = [
     "BUGS",
-    "TdpMmuPage",
     "RecoveryStrategy",
     "FaultResult",
-    "AccessResult",
     "LeafSpte",
     "TdpMmu",
     "level_pages",
@@ -113,39 +117,10 @@ def _index(gfn: int, level: int) -> int:
     return (gfn >> (9 * (level - 1))) & 511
 
 
-@dataclass(eq=False)
-class TdpMmuPage:
-    """A TDP page-table page (``struct kvm_mmu_page`` with ``tdp_mmu_page=1``).
-
-    Attributes
-    ----------
-    role : refimpl.host.roles.PageRole
-        Its level, and the root's SMM / guest-mode bits.
-    gfn : int
-        First gfn the table maps.
-    pfn : int
-        Host frame holding the 512 SPTEs (``spt``).
-    root_count : int
-        Roots only: references (one per vCPU using it, plus one held by
-        the roots list while the root is valid).
-    invalid : bool
-        ``role.invalid``: obsolete, to be freed when unreferenced.
-
-    KVM
-    ---
-    ``struct kvm_mmu_page`` in ``arch/x86/kvm/mmu/mmu_internal.h``.
-    """
-
-    role: PageRole
-    gfn: int
-    pfn: int
-    root_count: int = 0
-    invalid: bool = False
-
-    @property
-    def hpa(self) -> int:
-        """Host-physical address of the table."""
-        return self.pfn * PAGE_SIZE
+#: The TDP MMU's pages are :class:`refimpl.host.mmu.MmuPage` objects with
+#: ``tdp_mmu_page`` set (KVM has one ``struct kvm_mmu_page`` for both MMUs);
+#: the old name stays for readers' code.
+TdpMmuPage = MmuPage
 
 
 class RecoveryStrategy(Enum):
@@ -178,9 +153,9 @@ class FaultResult:
 
     Parameters
     ----------
-    outcome : str
-        ``"fixed"`` (an SPTE was installed or changed), ``"spurious"`` (the
-        SPTE already allowed the access), ``"emulate"`` (MMIO or a write to
+    outcome : refimpl.host.mmu.RetPf
+        ``FIXED`` (an SPTE was installed or changed), ``SPURIOUS`` (the
+        SPTE already allowed the access), ``EMULATE`` (MMIO or a write to
         a read-only memslot: userspace or the emulator handles it).
     level : int or None
         Level of the SPTE installed.
@@ -190,32 +165,10 @@ class FaultResult:
         The access is MMIO (no memslot, or a read-only slot written).
     """
 
-    outcome: str
+    outcome: RetPf
     level: Optional[int] = None
     spte: Optional[int] = None
     mmio: bool = False
-
-
-@dataclass(frozen=True)
-class AccessResult:
-    """The outcome of :meth:`TdpMmu.guest_access`: what the guest experienced.
-
-    Parameters
-    ----------
-    hpa : int or None
-        The host-physical address the access reached; None for an MMIO exit.
-    exit : str or None
-        ``"mmio"`` when the access left the guest.
-    faults : int
-        Page faults (EPT violations / misconfigs) taken on the way.
-    tlb_hit : bool
-        Satisfied from the TLB.
-    """
-
-    hpa: Optional[int]
-    exit: Optional[str] = None
-    faults: int = 0
-    tlb_hit: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,7 +177,7 @@ class LeafSpte:
 
     Parameters
     ----------
-    root : refimpl.host.tdp_mmu.TdpMmuPage
+    root : refimpl.host.mmu.MmuPage
     level : int
     gfn : int
         First gfn mapped.
@@ -233,7 +186,7 @@ class LeafSpte:
         Host-physical address of the SPTE.
     """
 
-    root: TdpMmuPage
+    root: MmuPage
     level: int
     gfn: int
     spte: int
@@ -283,7 +236,6 @@ class TdpMmu:
         if not isinstance(kvm, Kvm):
             raise TypeError(f"kvm must be a Kvm, got {type(kvm).__name__}")
         if kind is None:
-            from refimpl.host.spte import ept_format
             kind = tdp_kind(fmt if fmt is not None else ept_format(phys_bits=kvm.host.maxphyaddr))
         if not isinstance(kind, MmuKind) or not kind.direct:
             raise TypeError("kind must be a direct MmuKind (refimpl.host.mmu.tdp_kind)")
@@ -301,7 +253,7 @@ class TdpMmu:
         self.eager_split = bool(eager_split)
         self.recovery = recovery
         self.bugs = bugs
-        self.pages: dict[int, TdpMmuPage] = {}
+        self.pages: dict[int, MmuPage] = {}
         self._roles: dict[bool, PageRole] = {}
         kvm.listeners.append(self)
 
@@ -323,11 +275,11 @@ class TdpMmu:
 
     def flush(self) -> None:
         """``kvm_flush_remote_tlbs``: flush every vCPU's TLB; counted."""
-        flush_remote_tlbs(self.kind, self.kvm.vcpus)
+        _flush_remote_tlbs(self.kind, self.kvm.vcpus)
 
-    def _alloc_table(self, role: PageRole, gfn: int) -> TdpMmuPage:
+    def _alloc_table(self, role: PageRole, gfn: int) -> MmuPage:
         pfn = self.kvm.host.alloc_page()
-        sp = TdpMmuPage(role, gfn, pfn)
+        sp = MmuPage.tdp(role, gfn, pfn)
         self.pages[pfn] = sp
         self.kind.stats.pages_allocated += 1
         return sp
@@ -338,8 +290,8 @@ class TdpMmu:
         self.kind.stats.sptes_visited += 512
         if level > 1:
             for e in entries:
-                if is_shadow_present_pte(e) and not is_last_spte(e, level):
-                    self._free_subtree(spte_to_pfn(e), level - 1)
+                if _present(e) and not _last(e, level):
+                    self._free_subtree(_to_pfn(e), level - 1)
         del self.pages[pfn]
         self.kvm.host.free_page(pfn)
         self.kind.stats.pages_freed += 1
@@ -351,6 +303,9 @@ class TdpMmu:
     def root_role(self, vcpu: Vcpu) -> PageRole:
         """The root role of ``vcpu`` (``kvm_calc_tdp_mmu_root_page_role``)."""
         self._check_vcpu(vcpu)
+        return self._root_role(vcpu)
+
+    def _root_role(self, vcpu: Vcpu) -> PageRole:
         role = self._roles.get(vcpu.smm)
         if role is None:
             role = calc_tdp_root_role(CpuRole(PageRole(smm=int(vcpu.smm))),
@@ -366,11 +321,14 @@ class TdpMmu:
     def init_vcpu(self, vcpu: Vcpu) -> Mmu:
         """Give ``vcpu`` its ``kvm_mmu`` on this VM's kind (``init_kvm_tdp_mmu``)."""
         self._check_vcpu(vcpu)
-        vcpu.mmu = Mmu(self.kind, root_role=self.root_role(vcpu), page_fault=self.page_fault,
+        return self._init_vcpu(vcpu)
+
+    def _init_vcpu(self, vcpu: Vcpu) -> Mmu:
+        vcpu.mmu = Mmu(self.kind, root_role=self._root_role(vcpu), page_fault=self.page_fault,
                        tlb=vcpu_tlb(vcpu))
         return vcpu.mmu
 
-    def get_root(self, role: PageRole) -> TdpMmuPage:
+    def get_root(self, role: PageRole) -> MmuPage:
         """A valid root with this role, shared if one exists (``kvm_tdp_mmu_alloc_root``).
 
         Reuse is by ``role.word``; a new root starts with two references:
@@ -385,9 +343,9 @@ class TdpMmu:
         self.kind.roots.append(root)
         return root
 
-    def put_root(self, root: TdpMmuPage) -> None:
+    def put_root(self, root: MmuPage) -> None:
         """Drop a reference; free the root's tables at zero (``kvm_tdp_mmu_put_root``)."""
-        check_instance("root", root, TdpMmuPage)
+        check_instance("root", root, MmuPage)
         if root.root_count <= 0:
             raise ValueError("root: reference count already zero")
         root.root_count -= 1
@@ -395,13 +353,16 @@ class TdpMmu:
             self.kind.roots.remove(root)
             self._free_subtree(root.pfn, root.role.level)
 
-    def load(self, vcpu: Vcpu) -> TdpMmuPage:
+    def load(self, vcpu: Vcpu) -> MmuPage:
         """Make sure ``vcpu`` runs on a valid root (``kvm_mmu_reload``/``kvm_mmu_load``)."""
         self._check_vcpu(vcpu)
+        return self._load(vcpu)
+
+    def _load(self, vcpu: Vcpu) -> MmuPage:
         mmu = vcpu.mmu
         if mmu is None or mmu.kind is not self.kind:
-            mmu = self.init_vcpu(vcpu)
-        role = self.root_role(vcpu)
+            mmu = self._init_vcpu(vcpu)
+        role = self._root_role(vcpu)
         if mmu.root.valid:
             assert mmu.root.hpa is not None
             root = self.pages.get(mmu.root.hpa // PAGE_SIZE)
@@ -434,7 +395,7 @@ class TdpMmu:
         """
         roots = [r for r in self.kind.roots if not r.invalid]
         for root in roots:
-            root.invalid = True
+            root.role = root.role.replace(invalid=1)
         for root in roots:
             self._zap_table(root.pfn, root.role.level, 0, 0, 1 << 62, root.role.level)
         if roots:
@@ -446,20 +407,23 @@ class TdpMmu:
     # Walking
     # ------------------------------------------------------------------
 
-    def walk(self, root: TdpMmuPage, gfn: int) -> list[tuple[int, int, int]]:
+    def walk(self, root: MmuPage, gfn: int) -> list[tuple[int, int, int]]:
         """The SPTEs on the path to ``gfn``: ``(level, sptep, spte)``, top down
         (``kvm_tdp_mmu_get_walk``)."""
         gfn = check_int("gfn", gfn)
-        check_instance("root", root, TdpMmuPage)
+        check_instance("root", root, MmuPage)
+        return self._walk(root, gfn)
+
+    def _walk(self, root: MmuPage, gfn: int) -> list[tuple[int, int, int]]:
         out = []
         pfn = root.pfn
         for level in range(root.role.level, 0, -1):
             sptep = pfn * PAGE_SIZE + _index(gfn, level) * 8
             spte = self._read(sptep)
             out.append((level, sptep, spte))
-            if not is_shadow_present_pte(spte) or is_last_spte(spte, level):
+            if not _present(spte) or _last(spte, level):
                 break
-            pfn = spte_to_pfn(spte)
+            pfn = _to_pfn(spte)
         return out
 
     def _iter_leaves(self, pfn: int, level: int, base_gfn: int, start: int,
@@ -468,12 +432,12 @@ class TdpMmu:
         span = level_pages(level)
         for i, e in enumerate(entries):
             g = base_gfn + i * span
-            if g + span <= start or g >= end or not is_shadow_present_pte(e):
+            if g + span <= start or g >= end or not _present(e):
                 continue
-            if is_last_spte(e, level):
+            if _last(e, level):
                 yield level, pfn * PAGE_SIZE + i * 8, e, g
             else:
-                yield from self._iter_leaves(spte_to_pfn(e), level - 1, g, start, end)
+                yield from self._iter_leaves(_to_pfn(e), level - 1, g, start, end)
 
     def _iter_leaf_tables(self, pfn: int, level: int, base_gfn: int, start: int,
                           end: int) -> Iterator[tuple[int, int, int, tuple[int, ...]]]:
@@ -483,12 +447,12 @@ class TdpMmu:
         has_leaf = False
         for i, e in enumerate(entries):
             g = base_gfn + i * span
-            if g + span <= start or g >= end or not is_shadow_present_pte(e):
+            if g + span <= start or g >= end or not _present(e):
                 continue
-            if is_last_spte(e, level):
+            if _last(e, level):
                 has_leaf = True
             else:
-                yield from self._iter_leaf_tables(spte_to_pfn(e), level - 1, g, start, end)
+                yield from self._iter_leaf_tables(_to_pfn(e), level - 1, g, start, end)
         if has_leaf:
             yield pfn, level, base_gfn, entries
 
@@ -499,7 +463,7 @@ class TdpMmu:
             for level, sptep, e, g in self._iter_leaves(root.pfn, root.role.level, 0, 0, 1 << 62):
                 yield LeafSpte(root, level, g, e, sptep)
 
-    def all_roots(self) -> list[TdpMmuPage]:
+    def all_roots(self) -> list[MmuPage]:
         """Roots on the list plus invalid roots still referenced by vCPUs."""
         return [p for p in self.pages.values() if p.role.level == self.kind.root_level
                 and p.root_count > 0]
@@ -518,6 +482,9 @@ class TdpMmu:
         """
         gfn = check_int("gfn", gfn)
         check_instance("slot", slot, Memslot)
+        return self._max_mapping_level(slot, gfn)
+
+    def _max_mapping_level(self, slot: Memslot, gfn: int) -> int:
         if slot.dirty_logging:
             return 1
         for level in (3, 2):
@@ -568,32 +535,35 @@ class TdpMmu:
             raise ValueError(f"gpa {gpa:#x} is outside the guest's physical address space")
         if error_code < 0 or error_code >> 64:
             raise ValueError(f"error_code must be in [0, 2**64), got {error_code:#x}")
+        return self._page_fault(vcpu, gpa, error_code)
+
+    def _page_fault(self, vcpu: Vcpu, gpa: int, error_code: int) -> FaultResult:
         self.kind.stats.page_faults += 1
-        root = self.load(vcpu)
+        root = self._load(vcpu)
         gfn = gpa >> 12
         fmt = self.fmt
         # Step 1: an MMIO SPTE with the current generation: emulate at once
         # (handle_mmio_page_fault); a stale one takes the slow path.
         if error_code & PFERR.RSVD:
-            spte = self.walk(root, gfn)[-1][2]
-            if is_mmio_spte(fmt, spte) and \
+            spte = self._walk(root, gfn)[-1][2]
+            if _mmio(fmt, spte) and \
                     get_mmio_spte_generation(spte) == self.kvm.generation & MMIO_SPTE_GEN_MASK:
                 self.kind.stats.mmio_faults += 1
-                return FaultResult("emulate", mmio=True)
+                return FaultResult(RetPf.EMULATE, mmio=True)
         # Step 2: gfn -> memslot -> host frame (kvm_faultin_pfn).
-        slot = self.kvm.gfn_to_memslot(gfn, vcpu.as_id)
+        slot = self.kvm._gfn_to_memslot(gfn, vcpu.as_id)
         write = bool(error_code & PFERR.W)
         if slot is None:
             self.kind.stats.mmio_faults += 1
             if not fmt.mmio_caching:
-                return FaultResult("emulate", mmio=True)
+                return FaultResult(RetPf.EMULATE, mmio=True)
             spte = make_mmio_spte(fmt, gfn, ACC_ALL, self.kvm.generation)
             return self._map(root, gfn, 1, spte, None)
         if write and slot.readonly:
             self.kind.stats.mmio_faults += 1
-            return FaultResult("emulate", mmio=True)
+            return FaultResult(RetPf.EMULATE, mmio=True)
         # Step 3: the level (kvm_mmu_hugepage_adjust, NX huge pages).
-        level = self.max_mapping_level(slot, gfn)
+        level = self._max_mapping_level(slot, gfn)
         if error_code & PFERR.F and self.kind.nx_huge_pages and "nx_huge_exec" not in self.bugs:
             level = 1
         span = level_pages(level)
@@ -601,7 +571,7 @@ class TdpMmu:
         pfn = slot.gfn_to_hfn(base_gfn)
         return self._map(root, base_gfn, level, None, slot, pfn=pfn)
 
-    def _map(self, root: TdpMmuPage, gfn: int, level: int, mmio_spte: Optional[int],
+    def _map(self, root: MmuPage, gfn: int, level: int, mmio_spte: Optional[int],
              slot: Optional[Memslot], pfn: int = 0) -> FaultResult:
         fmt = self.fmt
         ad_disabled = bool(root.role.ad_disabled)
@@ -611,17 +581,17 @@ class TdpMmu:
         for lvl in range(root.role.level, level, -1):
             sptep = table * PAGE_SIZE + _index(gfn, lvl) * 8
             spte = self._read(sptep)
-            if is_shadow_present_pte(spte) and is_last_spte(spte, lvl):
+            if _present(spte) and _last(spte, lvl):
                 self._write(sptep, 0)
                 self.flush()
                 spte = 0
-            if not is_shadow_present_pte(spte):
+            if not _present(spte):
                 child = self._alloc_table(root.role.replace(level=lvl - 1),
                                           gfn & ~(level_pages(lvl) - 1))
                 self._write(sptep, make_nonleaf_spte(fmt, child.pfn, ad_disabled=ad_disabled))
                 table = child.pfn
             else:
-                table = spte_to_pfn(spte)
+                table = _to_pfn(spte)
         # Step 5: the target SPTE (tdp_mmu_map_handle_target_level).
         sptep = table * PAGE_SIZE + _index(gfn, level) * 8
         old = self._read(sptep)
@@ -637,20 +607,20 @@ class TdpMmu:
                             old_spte=old, host_writable=not slot.readonly,
                             ad_disabled=ad_disabled, shadow_zero_check=zero_check).spte
         if new == old:
-            return FaultResult("spurious", level, new)
+            return FaultResult(RetPf.SPURIOUS, level, new)
         self._write(sptep, new)
-        if is_shadow_present_pte(old) and not is_last_spte(old, level):
-            self._free_subtree(spte_to_pfn(old), level - 1)
+        if _present(old) and not _last(old, level):
+            self._free_subtree(_to_pfn(old), level - 1)
             self.flush()
-        elif is_shadow_present_pte(old) and (
-                spte_to_pfn(old) != spte_to_pfn(new)
-                or (is_writable_pte(old) and not is_writable_pte(new))):
+        elif _present(old) and (
+                _to_pfn(old) != _to_pfn(new)
+                or (_writable(old) and not _writable(new))):
             self.flush()
-        if slot is not None and is_writable_pte(new) and level == 1:
-            self.kvm.mark_page_dirty(gfn, slot.as_id)
+        if slot is not None and _writable(new) and level == 1:
+            self.kvm._mark_page_dirty(gfn, slot.as_id)
         if mmio_spte is not None:
-            return FaultResult("emulate", level, new, mmio=True)
-        return FaultResult("fixed", level, new)
+            return FaultResult(RetPf.EMULATE, level, new, mmio=True)
+        return FaultResult(RetPf.FIXED, level, new)
 
     # ------------------------------------------------------------------
     # The guest's side: the CPU with its TLB
@@ -666,9 +636,12 @@ class TdpMmu:
         gpa = check_int("gpa", gpa)
         access = check_int("access", access)
         self._check_vcpu(vcpu)
-        root = self.load(vcpu)
-        r = hw_translate_tdp(self.kvm.host, self.fmt, root.hpa, root.role.level, gpa,
-                             access, ad=self.kind.ad_enabled and not root.role.ad_disabled)
+        return self._hw_translate(vcpu, gpa, access)
+
+    def _hw_translate(self, vcpu: Vcpu, gpa: int, access: int) -> HwResult:
+        root = self._load(vcpu)
+        r = _hw_translate_tdp(self.kvm.host, self.fmt, root.hpa, root.role.level, gpa,
+                              access, self.kind.ad_enabled and not root.role.ad_disabled)
         if (r.fault is None and self.kind.pml and access & ACCESS_WRITE and r.level == 1
                 and not r.trace[-1][2] & self.fmt.dirty_mask):
             vcpu.pml_buffer.append(gpa & ~0xFFF)
@@ -686,7 +659,9 @@ class TdpMmu:
 
         Returns
         -------
-        refimpl.host.tdp_mmu.AccessResult
+        refimpl.host.mmu.AccessResult
+            ``path`` is ``HARDWARE`` or ``MMIO``; ``exits`` (alias
+            ``faults``) counts the EPT violations and misconfigurations.
         """
         gpa = check_int("gpa", gpa)
         access = check_int("access", access)
@@ -697,27 +672,28 @@ class TdpMmu:
         self._check_vcpu(vcpu)
         faults = 0
         for _ in range(8):
-            root = self.load(vcpu)
+            root = self._load(vcpu)
             assert vcpu.mmu is not None
             tlb = vcpu.mmu.tlb
-            hit = tlb.lookup(root.hpa, gpa, access)
+            hit = tlb._lookup(root.hpa, gpa, access)
             if hit is not None:
-                return AccessResult(hit.hpa | (gpa & 0xFFF), None, faults, True)
-            r = self.hw_translate(vcpu, gpa, access)
+                return AccessResult(AccessPath.HARDWARE, hit.hpa | (gpa & 0xFFF), exits=faults,
+                                    tlb_hit=True)
+            r = self._hw_translate(vcpu, gpa, access)
             if r.fault is None:
                 assert r.hpa is not None and r.level is not None
-                tlb.fill(root.hpa, gpa, TlbEntry(r.hpa & ~0xFFF, r.level, r.writable,
+                tlb._fill(root.hpa, gpa, TlbEntry(r.hpa & ~0xFFF, r.level, r.writable,
                                                  r.user, r.executable, r.dirty))
-                return AccessResult(r.hpa, None, faults, False)
+                return AccessResult(AccessPath.HARDWARE, r.hpa, exits=faults)
             faults += 1
             ec = access & (ACCESS_WRITE | ACCESS_FETCH)
-            if r.fault == "rsvd":
+            if r.fault is HwFault.RSVD:
                 ec |= int(PFERR.RSVD | PFERR.P)
-            elif r.fault == "permission":
+            elif r.fault is HwFault.PERMISSION:
                 ec |= int(PFERR.P)
-            fr = self.page_fault(vcpu, gpa, ec)
-            if fr.outcome == "emulate":
-                return AccessResult(None, "mmio", faults, False)
+            fr = self._page_fault(vcpu, gpa, ec)
+            if fr.outcome is RetPf.EMULATE:
+                return AccessResult(AccessPath.MMIO, exits=faults)
         raise RuntimeError(f"model bug: access to {gpa:#x} still faults after 8 tries")
 
     # ------------------------------------------------------------------
@@ -736,13 +712,13 @@ class TdpMmu:
             g = base_gfn + i * span
             if g + span <= start or g >= end or e == 0:
                 continue
-            present = is_shadow_present_pte(e)
-            if present and not is_last_spte(e, level) and not (start <= g and g + span <= end):
-                changed |= self._zap_table(spte_to_pfn(e), level - 1, g, start, end, top_level)
+            present = _present(e)
+            if present and not _last(e, level) and not (start <= g and g + span <= end):
+                changed |= self._zap_table(_to_pfn(e), level - 1, g, start, end, top_level)
                 continue
             self._write(pfn * PAGE_SIZE + i * 8, 0)
-            if present and not is_last_spte(e, level):
-                self._free_subtree(spte_to_pfn(e), level - 1)
+            if present and not _last(e, level):
+                self._free_subtree(_to_pfn(e), level - 1)
             changed |= present
         return changed
 
@@ -793,7 +769,7 @@ class TdpMmu:
     # Dirty logging
     # ------------------------------------------------------------------
 
-    def _slot_roots(self, slot: Memslot) -> list[TdpMmuPage]:
+    def _slot_roots(self, slot: Memslot) -> list[MmuPage]:
         return [r for r in self.kind.roots if r.role.smm == slot.as_id and not r.invalid]
 
     def split_huge_pages(self, slot: Memslot) -> int:
@@ -827,29 +803,40 @@ class TdpMmu:
         buf = self.kvm.host.mem.buffer
         changed = False
         stats = self.kind.stats
+        for pfn, lvl, entries, leaves in self._slot_leaf_tables(slot):
+            clear = fmt.dirty_mask if (self.kind.pml and lvl == 1) else PT_WRITABLE_MASK
+            new = list(entries)
+            n = 0
+            for i, e, g in leaves:
+                if gfns is not None and g not in gfns:
+                    continue
+                if e & clear:
+                    new[i] = e & ~clear
+                    n += 1
+            if n:
+                _TABLE.pack_into(buf, pfn * PAGE_SIZE, *new)
+                stats.spte_writes += n
+                changed = True
+        return changed
+
+    def _slot_leaf_tables(self, slot: Memslot) -> Iterator[
+            tuple[int, int, tuple[int, ...], list[tuple[int, int, int]]]]:
+        """Tables of the slot's valid roots that hold its leaves:
+        ``(pfn, level, entries, [(index, spte, gfn)...])``, each listed leaf
+        present and inside the slot, and counted as visited."""
+        stats = self.kind.stats
         for root in self._slot_roots(slot):
             for pfn, lvl, base, entries in list(self._iter_leaf_tables(
                     root.pfn, root.role.level, 0, slot.base_gfn, slot.end_gfn)):
                 span = level_pages(lvl)
-                clear = fmt.dirty_mask if (self.kind.pml and lvl == 1) else PT_WRITABLE_MASK
-                new = list(entries)
-                n = 0
+                leaves = []
                 for i, e in enumerate(entries):
                     g = base + i * span
-                    if (not is_shadow_present_pte(e) or not is_last_spte(e, lvl)
-                            or g + span <= slot.base_gfn or g >= slot.end_gfn):
-                        continue
-                    stats.sptes_visited += 1
-                    if gfns is not None and g not in gfns:
-                        continue
-                    if e & clear:
-                        new[i] = e & ~clear
-                        n += 1
-                if n:
-                    _TABLE.pack_into(buf, pfn * PAGE_SIZE, *new)
-                    stats.spte_writes += n
-                    changed = True
-        return changed
+                    if (_present(e) and _last(e, lvl)
+                            and g + span > slot.base_gfn and g < slot.end_gfn):
+                        leaves.append((i, e, g))
+                stats.sptes_visited += len(leaves)
+                yield pfn, lvl, entries, leaves
 
     def start_dirty_logging(self, slot: Memslot) -> None:
         """Dirty logging turned on for ``slot`` (``kvm_mmu_slot_apply_flags``)."""
@@ -864,7 +851,7 @@ class TdpMmu:
         check_instance("slot", slot, Memslot)
         for v in kvm.vcpus:
             for gpa in v.pml_buffer:
-                kvm.mark_page_dirty(gpa >> 12, v.as_id)
+                kvm._mark_page_dirty(gpa >> 12, v.as_id)
             v.pml_buffer.clear()
 
     def dirty_log_cleared(self, kvm: Kvm, slot: Memslot, gfns: frozenset[int]) -> None:
@@ -902,29 +889,21 @@ class TdpMmu:
         changed = False
         stats = self.kind.stats
         buf = self.kvm.host.mem.buffer
-        for root in self._slot_roots(slot):
-            for pfn, lvl, base, entries in list(self._iter_leaf_tables(
-                    root.pfn, root.role.level, 0, slot.base_gfn, slot.end_gfn)):
-                span = level_pages(lvl)
-                new = list(entries)
-                for i, e in enumerate(entries):
-                    g = base + i * span
-                    if (not is_shadow_present_pte(e) or not is_last_spte(e, lvl)
-                            or g + span <= slot.base_gfn or g >= slot.end_gfn):
-                        continue
-                    stats.sptes_visited += 1
-                    if lvl >= self.max_mapping_level(slot, g):
-                        continue
-                    new[i] = 0  # zap (tdp_mmu_zap_spte_atomic)
-                    stats.spte_writes += 1
-                    changed = True
-                    if each:
-                        self.flush()
-                _TABLE.pack_into(buf, pfn * PAGE_SIZE, *new)
+        for pfn, lvl, entries, leaves in self._slot_leaf_tables(slot):
+            new = list(entries)
+            for i, _, g in leaves:
+                if lvl >= self._max_mapping_level(slot, g):
+                    continue
+                new[i] = 0  # zap (tdp_mmu_zap_spte_atomic)
+                stats.spte_writes += 1
+                changed = True
+                if each:
+                    self.flush()
+            _TABLE.pack_into(buf, pfn * PAGE_SIZE, *new)
         if changed and not each:
             self.flush()
 
-    def _promote(self, root: TdpMmuPage, pfn: int, level: int, base_gfn: int,
+    def _promote(self, root: MmuPage, pfn: int, level: int, base_gfn: int,
                  slot: Memslot) -> bool:
         buf = self.kvm.host.mem.buffer
         entries = _TABLE.unpack_from(buf, pfn * PAGE_SIZE)
@@ -935,19 +914,19 @@ class TdpMmu:
             if g + span <= slot.base_gfn or g >= slot.end_gfn:
                 continue
             self.kind.stats.sptes_visited += 1
-            if not is_shadow_present_pte(e) or is_last_spte(e, level):
+            if not _present(e) or _last(e, level):
                 continue
-            if level <= 3 and self.max_mapping_level(slot, g) >= level:
+            if level <= 3 and self._max_mapping_level(slot, g) >= level:
                 # The whole table can be one huge page: build it without a
                 # vCPU, from the memslot, as the RFC's make_spte allows.
                 new = make_spte(self.kind, pte_access=ACC_ALL, level=level, gfn=g,
                                 pfn=slot.gfn_to_hfn(g), host_writable=not slot.readonly,
                                 ad_disabled=bool(root.role.ad_disabled)).spte
                 self._write(pfn * PAGE_SIZE + i * 8, new)
-                self._free_subtree(spte_to_pfn(e), level - 1)
+                self._free_subtree(_to_pfn(e), level - 1)
                 changed = True
             elif level > 2:
-                changed |= self._promote(root, spte_to_pfn(e), level - 1, g, slot)
+                changed |= self._promote(root, _to_pfn(e), level - 1, g, slot)
         return changed
 
 
@@ -990,9 +969,6 @@ def measure_disable_dirty_logging(npages: int, strategy: RecoveryStrategy, *,
     npages = check_int("npages", npages)
     nvcpus = check_int("nvcpus", nvcpus)
     host_max_level = check_int("host_max_level", host_max_level)
-    from refimpl.host.spte import ept_format
-    from refimpl.host.vm import HostMemory
-
     if npages < 512 or npages % 512:
         raise ValueError(f"npages must be a positive multiple of 512, got {npages}")
     tables = npages // 512 + 64

@@ -38,14 +38,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import Enum, IntFlag
-from typing import TYPE_CHECKING, Optional, Protocol
+from typing import Optional, Protocol
 
 from refimpl.errors import HostOutOfMemory, check_fields, check_range
+from refimpl.guest.cpu import CpuState
 from refimpl.guest.memory import MAX_SIZE, GuestMemory, check_int
-
-if TYPE_CHECKING:  # pragma: no cover
-    from refimpl.guest.cpu import CpuState
-    from refimpl.host.mmu import Mmu, Tlb
+from refimpl.host.kvm_mmu import Mmu
+from refimpl.host.tlb import Tlb
 
 __all__ = [
     "PAGE_SHIFT",
@@ -422,22 +421,19 @@ class Vcpu:
 
     vcpu_id: int
     smm: bool = False
-    cpu: Optional["CpuState"] = None
-    mmu: Optional["Mmu"] = None
+    cpu: Optional[CpuState] = None
+    mmu: Optional[Mmu] = None
     pml_buffer: list[int] = field(default_factory=list)
-    tlb: Optional["Tlb"] = None
+    tlb: Optional[Tlb] = None
 
     def __post_init__(self) -> None:
-        check_fields(self, vcpu_id=int, smm=bool, pml_buffer=list)
+        check_fields(self, vcpu_id=int, smm=bool, pml_buffer=list, cpu=(CpuState, None),
+                     mmu=(Mmu, None), tlb=(Tlb, None))
         check_range("Vcpu.vcpu_id", self.vcpu_id, 0, 1 << 16)
-        if self.cpu is not None or self.mmu is not None or self.tlb is not None:
-            from refimpl.guest.cpu import CpuState  # noqa: PLC0415 (refimpl.host.mmu imports this module)
-            from refimpl.host.mmu import Mmu, Tlb  # noqa: PLC0415
-            check_fields(self, cpu=(CpuState, None), mmu=(Mmu, None), tlb=(Tlb, None))
 
     @property
     def as_id(self) -> int:
-        """The memslot address space (``kvm_mmu_memslot_address_space``)."""
+        """The memslot address space (``kvm_arch_vcpu_memslots_id``: 1 in SMM)."""
         return 1 if self.smm else 0
 
 
@@ -531,8 +527,10 @@ class Kvm:
 
     def gfn_to_memslot(self, gfn: int, as_id: int = 0) -> Optional[Memslot]:
         """The slot holding ``gfn``, or None (``__gfn_to_memslot``)."""
-        gfn = check_int("gfn", gfn)
-        as_id = check_int("as_id", as_id)
+        return self._gfn_to_memslot(check_int("gfn", gfn), check_int("as_id", as_id))
+
+    def _gfn_to_memslot(self, gfn: int, as_id: int) -> Optional[Memslot]:
+        """:meth:`gfn_to_memslot` for the MMUs, on checked values."""
         for (a, _), s in self._slots.items():
             if a == as_id and s.base_gfn <= gfn < s.end_gfn:
                 return s
@@ -541,8 +539,7 @@ class Kvm:
     def gfn_to_hfn(self, gfn: int, as_id: int = 0) -> Optional[int]:
         """The host frame behind ``gfn``, or None outside every slot."""
         gfn = check_int("gfn", gfn)
-        as_id = check_int("as_id", as_id)
-        s = self.gfn_to_memslot(gfn, as_id)
+        s = self._gfn_to_memslot(gfn, check_int("as_id", as_id))
         return None if s is None else s.host_pfn + (gfn - s.base_gfn)
 
     # -- validation --------------------------------------------------------
@@ -744,9 +741,11 @@ class Kvm:
 
     def mark_page_dirty(self, gfn: int, as_id: int = 0) -> None:
         """Record a write to ``gfn`` if its slot logs (``mark_page_dirty_in_slot``)."""
-        gfn = check_int("gfn", gfn)
-        as_id = check_int("as_id", as_id)
-        s = self.gfn_to_memslot(gfn, as_id)
+        self._mark_page_dirty(check_int("gfn", gfn), check_int("as_id", as_id))
+
+    def _mark_page_dirty(self, gfn: int, as_id: int) -> None:
+        """:meth:`mark_page_dirty` for the MMUs, on checked values."""
+        s = self._gfn_to_memslot(gfn, as_id)
         if s is not None and s.dirty_logging:
             self._dirty[(s.as_id, s.id)].add(gfn)
 
