@@ -123,17 +123,18 @@ CHANGES: tuple[Change, ...] = (
            "for in-place recovery, in 2024"),
     Change("roles-2022", 2022, "KVM: MMU: MMU role refactoring", "Paolo Bonzini",
            "20220204115718.14934-1-pbonzini@redhat.com (v1), "
-           "20220414074000.31438-1-pbonzini@redhat.com (v2); e5ed0fb01004 split "
+           "20220221162243.683208-1-pbonzini@redhat.com (v2), "
+           "20220414074000.31438-1-pbonzini@redhat.com (v3); e5ed0fb01004 split "
            "cpu_role from mmu_role, 7a458f0e1ba1 mmu_role renamed root_role, "
            "ec283cb1dcb9 ept_ad removed, 347a0d0ded16 direct_map, a972e29c1d6c "
            "shadow_root_level, 4d25502aa12e root_level",
            "kvm.git queue 29 Apr 2022; mainline v5.19"),
     Change("cr0wp-2023", 2023, "KVM: x86: Do not unload MMU roots when only toggling "
            "CR0.WP with TDP enabled", "Mathias Krause, Sean Christopherson",
-           "20230322013731.102955-*-minipli@grsecurity.net; 01b31714bd90, plus "
-           "fb509f76acc8 (CR0.WP guest-owned on VMX) and "
-           "kvm_mmu_refresh_passthrough_bits()",
-           "mainline (v6.4, believed)"),
+           "20230322013731.102955-1-minipli@grsecurity.net (v4); 01b31714bd90, plus "
+           "fb509f76acc8 (CR0.WP guest-owned on VMX) and cf9f4c0eb169 "
+           "(kvm_mmu_refresh_passthrough_bits())",
+           "kvm-x86 misc pull for 6.4 (all three commits): mainline v6.4"),
     Change("chainsaw-2026", 2026, "KVM: apply chainsaw to struct kvm_mmu (v2)",
            "Paolo Bonzini",
            "20260624213102.71082-1-pbonzini@redhat.com; ac889bdd23df introduce "

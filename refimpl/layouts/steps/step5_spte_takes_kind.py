@@ -17,9 +17,8 @@ KVM
 from __future__ import annotations
 
 from refimpl.errors import check_instance, check_range
-from refimpl.layouts.split import KvmMmuKind
 from refimpl.layouts.steps.step0_legacy import _GFN_LIMIT, SpteInputs
-from refimpl.layouts.steps.step4_direct_kind_per_vm import DirectKindPerVm
+from refimpl.layouts.steps.step4_direct_kind_per_vm import DirectKindPerVm, KvmMmuKind
 
 __all__ = ["SpteTakesKind"]
 
