@@ -357,3 +357,84 @@ def test_nested_entry_and_exit_misuse_leaves_the_vcpu_in_l1(layout):
     with pytest.raises(ValueError, match="from SMM is not modelled"):
         M.nested_vmx_vmentry(smm, L.L2_REGS, ept=False)
     assert not smm.guest_mode
+
+
+# ---------------------------------------------------------------------------
+# The C declarations (refimpl.layouts.structs) against kvm_host.h
+# ---------------------------------------------------------------------------
+
+# struct kvm_mmu of arch/x86/include/asm/kvm_host.h (torvalds/linux at
+# 004a0aa56ede), transcribed by hand, one member a line, comments left out.
+KVM_MMU_BY_HAND = [
+    "unsigned long (*get_guest_pgd)(struct kvm_vcpu *vcpu);",
+    "u64 (*get_pdptr)(struct kvm_vcpu *vcpu, int index);",
+    "int (*page_fault)(struct kvm_vcpu *vcpu, struct kvm_page_fault *fault);",
+    "void (*inject_page_fault)(struct kvm_vcpu *vcpu, struct x86_exception *fault);",
+    "gpa_t (*gva_to_gpa)(struct kvm_vcpu *vcpu, struct kvm_mmu *mmu, gpa_t gva_or_gpa, "
+    "u64 access, struct x86_exception *exception);",
+    "int (*sync_spte)(struct kvm_vcpu *vcpu, struct kvm_mmu_page *sp, int i);",
+    "struct kvm_mmu_root_info root;",
+    "union kvm_cpu_role cpu_role;",
+    "union kvm_mmu_page_role root_role;",
+    "u32 pkru_mask;",
+    "struct kvm_mmu_root_info prev_roots[KVM_MMU_NUM_PREV_ROOTS];",
+    "u8 permissions[16];",
+    "u64 *pae_root;",
+    "u64 *pml4_root;",
+    "u64 *pml5_root;",
+    "struct rsvd_bits_validate shadow_zero_check;",
+    "struct rsvd_bits_validate guest_rsvd_check;",
+    "u64 pdptrs[4];",
+]
+
+# The MMU members of struct kvm_vcpu_arch, same file, in declaration order.
+VCPU_MMU_BY_HAND = [
+    "struct kvm_mmu *mmu;",
+    "struct kvm_mmu root_mmu;",
+    "struct kvm_mmu guest_mmu;",
+    "struct kvm_mmu nested_mmu;",
+    "struct kvm_mmu *walk_mmu;",
+]
+
+
+def _members(step, name):
+    from refimpl.layouts.structs import c_declaration
+    lines = [x.strip() for x in c_declaration(step, name, notes=False).splitlines()]
+    assert lines[0] == f"struct {name} {{" and lines[-1] == "};"
+    return [x for x in lines[1:-1] if x != "..."]
+
+
+def test_step0_c_declarations_match_kvm_host_h():
+    assert _members(0, "kvm_mmu") == KVM_MMU_BY_HAND
+    assert _members(0, "kvm_vcpu_arch") == VCPU_MMU_BY_HAND
+    # and the Python class has the same members in the same order
+    assert [f.name for f in fields(L.KvmMmu)] == [
+        x.split("(*")[1].split(")")[0] if "(*" in x else x.rstrip(";").split()[-1].lstrip("*").split("[")[0]
+        for x in KVM_MMU_BY_HAND]
+
+
+def test_a_planted_rename_is_caught(monkeypatch):
+    from refimpl.layouts import structs
+    s0 = structs.struct_at(0, "kvm_mmu")
+    old = s0.field("sync_spte")
+    planted = s0.edit(rename={"sync_spte": structs.CField("sync_page", old.decl, old.note)})
+    monkeypatch.setitem(structs.CHANGES, 0, (planted,) + structs.CHANGES[0][1:])
+    structs._struct_at.cache_clear()
+    try:
+        assert _members(0, "kvm_mmu") != KVM_MMU_BY_HAND
+        assert "int (*sync_page)(struct kvm_vcpu *vcpu, struct kvm_mmu_page *sp, int i);" in \
+            _members(0, "kvm_mmu")
+    finally:
+        monkeypatch.undo()
+        structs._struct_at.cache_clear()
+    assert _members(0, "kvm_mmu") == KVM_MMU_BY_HAND
+
+
+def test_c_diff_shows_what_each_step_moves():
+    from refimpl.layouts.structs import c_diff, changed_structs
+    d = c_diff(2, 3)
+    assert "-\tint (*sync_spte)(struct kvm_vcpu *vcpu, struct kvm_mmu_page *sp, int i);" in d
+    assert "+\tstruct kvm_mmu_kind *kind;" in d
+    assert c_diff(4, 5) == "" and changed_structs(5) == ()
+    assert changed_structs(4) == ("kvm_arch", "kvm_vcpu_arch")
+    assert "+\tstruct kvm_mmu_kind direct_mmu;" in c_diff(3, 4)

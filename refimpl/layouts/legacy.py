@@ -1,6 +1,7 @@
 """Today's ``struct kvm_mmu`` and the vCPU's five MMU pointers.
 
-This module models the *layout* KVM has used since 2022 (``struct kvm_mmu``
+This module models the *layout* KVM has used since the 2022 role series and
+the sync_spte rename (c3c6c9fc5d24) (``struct kvm_mmu``
 in ``arch/x86/include/asm/kvm_host.h``, torvalds/linux at 004a0aa56ede): which ``struct kvm_mmu`` instances a vCPU owns,
 which one each pointer designates, and which callbacks each instance has, in
 every configuration (shadow paging, TDP, nested VMX/SVM with or without

@@ -243,8 +243,9 @@ def _embed(name: str, struct: str, note: str) -> CField:
 
 _KVM_MMU_0 = Struct(
     "kvm_mmu", "KvmMmu",
-    "``struct kvm_mmu`` as in KVM since 2022: the guest walk, KVM's tables and its roots "
-    "in one structure, three of them per vCPU.",
+    "``struct kvm_mmu`` as in KVM after the 2022 role series and the sync_page -> "
+    "sync_spte rename (c3c6c9fc5d24): the guest walk, KVM's tables and its roots in "
+    "one structure, three of them per vCPU.",
     (_GET_GUEST_PGD, _GET_PDPTR, _PAGE_FAULT, _INJECT, _GVA_TO_GPA, _SYNC_SPTE, _ROOT, _CPU_ROLE,
      _ROOT_ROLE, _PKRU_MASK, _PREV_ROOTS, _PERMISSIONS, _PAE_ROOT, _PML4_ROOT, _PML5_ROOT,
      _ZERO_CHECK, _GUEST_RSVD, _PDPTRS))

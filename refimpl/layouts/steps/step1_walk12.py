@@ -14,8 +14,9 @@ step 0.
 
 KVM
 ---
-Realised by the 2026 "apply chainsaw to struct kvm_mmu" series, which
-deletes ``nested_mmu`` and ``walk_mmu`` (``arch/x86/include/asm/kvm_host.h``).
+The 2026 "apply chainsaw to struct kvm_mmu" series makes ``walk_mmu`` a
+``struct kvm_pagewalk`` pointer (d42e93ee58d3) and ``nested_mmu``'s walk the
+``ngva_walk`` (b99416dd992b), in ``arch/x86/include/asm/kvm_host.h``.
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ Changed: the ``kvm_mmu`` and vCPU structs, and the accessors ``walk_of``,
 
 KVM
 ---
-The 2026 series has the same split: ``struct kvm_pagewalk`` with
-``kvm_mmu.w`` pointing to it (``arch/x86/include/asm/kvm_host.h``).
+The 2026 series makes the same split: it pulls ``struct kvm_pagewalk`` out of
+``struct kvm_mmu`` (0a59a8b8a248), with ``kvm_mmu.w`` pointing to it
+(``arch/x86/include/asm/kvm_host.h``).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ still per vCPU; step 4 moves it to the VM.
 
 KVM
 ---
-The 2021 mail; the 2026 series has ``struct kvm_page_format`` in this role
-(``kvm_mmu.fmt``).
+The 2021 mail; the 2026 series pulls the page format into a new struct
+(72f734a435b2), ``struct kvm_page_format`` (``kvm_mmu.fmt``), which takes
+the zero-bit check but not ``sync_spte``.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ Changed: ``tdp_mmu_map`` delegates to the new ``tdp_mmu_set_leaf``;
 
 KVM
 ---
-``kvm_tdp_mmu_map`` in ``arch/x86/kvm/mmu/tdp_mmu.c``; in-place recovery
-landed in v6.13 (``kvm_tdp_mmu_recover_huge_pages``).
+``kvm_tdp_mmu_map`` in ``arch/x86/kvm/mmu/tdp_mmu.c``; KVM later rebuilt
+huge pages in place from the VM (``kvm_tdp_mmu_recover_huge_pages``, same
+file).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Since step 4 every vCPU's ``init_kvm_tdp_mmu`` rewrites the shared kind's
 ``sync_spte`` (NULL) and ``shadow_zero_check`` with the same values. Those
 values depend only on the host (MAXPHYADDR, EPT or NPT format) and the TDP
-level, never on a vCPU's registers, so the VM computes them once when it is
+level, which the model keeps per VM (in KVM ``kvm_mmu_get_tdp_level``
+reads the vCPU's CPUID MAXPHYADDR; the book's sketch chapter argues when a
+per-VM check is sound), so the VM computes them once when it is
 created (:func:`refimpl.layouts.split.kvm_arch_init_vm`) and vCPUs stop writing
 the kind. Shadow kinds keep theirs per vCPU: their zero-bit check depends on
 the shadow root level, which follows the guest's paging mode.

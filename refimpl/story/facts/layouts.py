@@ -26,6 +26,15 @@ FACTS = (
          "\"KVM: x86: Do not unload MMU roots when only toggling CR0.WP with TDP enabled\" "
          "(Mathias Krause): kvm_post_set_cr0 re-initialises the MMU instead of resetting it; "
          "pulled for v6.4", _PULL_64, True),
+    Fact("fb509f76acc8", "commit",
+         "\"KVM: VMX: Make CR0.WP a guest owned bit\" (Mathias Krause): with EPT a CR0.WP "
+         "toggle no longer exits; pulled for v6.4 together with its fix cf9f4c0eb169",
+         _PULL_64, True),
+    Fact("cf9f4c0eb169", "commit",
+         "\"KVM: x86/mmu: Refresh CR0.WP prior to checking for emulated permission faults\" "
+         "(Sean Christopherson, Fixes: fb509f76acc8): kvm_mmu_refresh_passthrough_bits; in "
+         "the same 6.4 pull as the commit it fixes, so no release had the stale WP",
+         _PULL_64 + "; the patch mail's Fixes: tag", True),
     Fact("c3c6c9fc5d24", "commit",
          "\"KVM: x86/mmu: Move the code out of FNAME(sync_page)'s loop body into mmu.c\" "
          "(Lai Jiangshan): renames mmu->sync_page to mmu->sync_spte",
@@ -54,4 +63,13 @@ FACTS = (
     Fact("kvm_post_set_cr0", "function",
          "kvm_post_set_cr0 in arch/x86/kvm/x86.c decides between kvm_init_mmu and "
          "kvm_mmu_reset_context on a CR0 write", _PULL_64 + " (arch/x86/kvm/x86.c hunk)", True),
+    Fact("functions the steps touch", "function",
+         "these functions exist with these files in 2021-era KVM: kvm_mmu_create, "
+         "kvm_mmu_init_vm, kvm_init_mmu, init_kvm_tdp_mmu, init_kvm_nested_mmu, "
+         "shadow_mmu_init_context, kvm_init_shadow_ept_mmu, reset_guest_paging_metadata, "
+         "reset_tdp_shadow_zero_bits_mask (arch/x86/kvm/mmu/mmu.c); mmu_is_nested "
+         "(arch/x86/kvm/x86.h, walk_mmu == &nested_mmu); nested_ept_init_mmu_context, "
+         "nested_ept_uninit_mmu_context (arch/x86/kvm/vmx/nested.c); "
+         "nested_svm_init_mmu_context (arch/x86/kvm/svm/nested.c)",
+         "patch mails of 2020-2022 quoting these functions in their hunks (kvm@vger)", True),
 )

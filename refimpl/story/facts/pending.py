@@ -14,8 +14,6 @@ FACTS = (
     Fact('c22885050e65', 'commit', "cited in refimpl/bugs.py, refimpl/host/shadow_mmu.py", "pending audit", False),
     Fact('c59a0f57fa32', 'commit', "cited in refimpl/story/thread.py", "pending audit", False),
     Fact('c7dfa4009965', 'commit', "cited in book/bugs_replayed.md, refimpl/bugs.py, refimpl/host/nested_svm.py", "pending audit", False),
-    Fact('cf9f4c0eb169', 'commit', "cited in book/bugs_replayed.md, refimpl/bugs.py, refimpl/layouts/legacy.py", "pending audit", False),
-    Fact('fb509f76acc8', 'commit', "cited in book/bugs_replayed.md, book/refactor_step8_cr0wp_no_reset.md, refimpl/bugs.py, refimpl/layouts/legacy.py, refimpl/story/history.py", "pending audit", False),
     Fact('20211110223010.1392399-1-bgardon@google.com', 'message-id', "cited in book/dirty_logging.md, book/refactor_step5_spte_takes_kind.md, refimpl/story/thread.py", "pending audit", False),
     Fact('20220204115718.14934-1-pbonzini@redhat.com', 'message-id', "cited in refimpl/story/history.py, refimpl/story/ledger.py, refimpl/story/thread.py", "pending audit", False),
     Fact('2c924ef5-2ff9-c9a8-f28c-8bedaf8b1af6@redhat.com', 'message-id', "cited in book/refactor_step1_walk12.md, book/sketch.md, refimpl/story/history.py, refimpl/story/thread.py", "pending audit", False),
