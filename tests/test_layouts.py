@@ -164,7 +164,7 @@ def test_bad_transitions():
         L.nested_ept_init_mmu_context(v, L.EPTP12)
     shadow = L.kvm_mmu_create(L.Host(tdp_enabled=False))
     L.set_regs(shadow, L.L1_REGS)
-    with pytest.raises(ValueError, match="VMX host with TDP enabled"):
+    with pytest.raises(ValueError, match="VMX host with EPT enabled"):
         L.nested_vmx_vmentry(shadow, L.L2_REGS, ept=True, eptp=L.EPTP12)
     with pytest.raises(TypeError, match="regs"):
         L.set_regs(shadow, 0)

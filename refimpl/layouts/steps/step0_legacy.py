@@ -95,6 +95,10 @@ def _with(regs: GuestRegs, name: str, value) -> GuestRegs:
     return replace(regs, **{name: value})
 
 
+_NEEDS_TDP = {"vmx": "nested EPT needs a VMX host with EPT enabled",
+              "svm": "nested NPT needs an SVM host with NPT enabled"}
+
+
 @lru_cache(maxsize=None)
 def _structures(step: int) -> tuple[type, type, type]:
     return py_class(step, "kvm_arch"), py_class(step, "kvm_vcpu_arch"), py_class(step, "kvm_mmu")
@@ -368,7 +372,7 @@ class Legacy(Layout):
         if not vcpu.guest_mode or vcpu.l1_regs is None:
             raise ValueError(f"{name}: the vCPU is not in guest mode")
         if vcpu.host.vendor != vendor or not vcpu.host.tdp_enabled:
-            raise ValueError(f"{name}: needs a {vendor.upper()} host with TDP enabled")
+            raise ValueError(_NEEDS_TDP[vendor])
 
     def nested_ept_init_mmu_context(self, vcpu, eptp: int, execonly: bool = True) -> None:
         """``mmu`` to the EPT12 shadow, the walk pointer to the L2 walk."""
