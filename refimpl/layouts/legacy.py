@@ -99,6 +99,14 @@ class Today(Legacy):
 
 _TODAY = Today()
 
+#: The named configurations (key -> one-line description), shared by every
+#: layout; defined in :mod:`refimpl.layouts.model`.
+CONFIGURATIONS = CONFIGURATIONS
+#: L1's registers in the configurations (:data:`refimpl.layouts.model.L1_REGS`).
+L1_REGS = L1_REGS
+#: L2's registers in the configurations (:data:`refimpl.layouts.model.L2_REGS`).
+L2_REGS = L2_REGS
+
 _STRUCT = struct_at(0, "kvm_mmu")
 _VCPU = struct_at(0, "kvm_vcpu_arch")
 
@@ -484,11 +492,13 @@ def emulated_permission_check(vcpu: KvmVcpuArch, mmu: Optional[KvmMmu] = None, *
 
 
 def configurations() -> dict[str, KvmVcpuArch]:
-    """Each configuration of :data:`CONFIGURATIONS`, built by running the transitions.
+    """Each configuration of :data:`refimpl.layouts.legacy.CONFIGURATIONS`, built by
+    running the transitions.
 
-    Every vCPU starts from :func:`kvm_mmu_create`, loads :data:`L1_REGS`
-    and then enters (and for ``after_exit`` leaves) L2 with :data:`L2_REGS`
-    (see :func:`run_configurations`).
+    Every vCPU starts from :func:`kvm_mmu_create`, loads
+    :data:`refimpl.layouts.legacy.L1_REGS` and then enters (and for
+    ``after_exit`` leaves) L2 with :data:`refimpl.layouts.legacy.L2_REGS` (see
+    :func:`refimpl.layouts.model.run_configurations`).
     """
     return run_configurations(kvm_mmu_create, set_regs, nested_vmx_vmentry,
                               nested_svm_vmrun, nested_vmx_vmexit)

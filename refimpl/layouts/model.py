@@ -176,7 +176,7 @@ def guest_paging_metadata(mmu, host: Host) -> None:
     Parameters
     ----------
     mmu : refimpl.layouts.legacy.KvmMmu or refimpl.layouts.split.KvmPagingContext
-        Any structure with the guest-walk half (:data:`WALK_HALF`).
+        Any structure with the guest-walk half (:data:`refimpl.layouts.model.WALK_HALF`).
     host : Host
 
     Raises
@@ -217,7 +217,7 @@ def ept_paging_metadata(mmu, host: Host, execonly: bool) -> None:
     Parameters
     ----------
     mmu : refimpl.layouts.legacy.KvmMmu or refimpl.layouts.split.KvmPagingContext
-        Any structure with the guest-walk half (:data:`WALK_HALF`).
+        Any structure with the guest-walk half (:data:`refimpl.layouts.model.WALK_HALF`).
     host : Host
     execonly : bool
 
@@ -393,12 +393,13 @@ CONFIGURATIONS: dict[str, str] = {
 
 
 def run_configurations(create, set_regs, vmx_vmentry, svm_vmrun, vmx_vmexit) -> dict:
-    """Build every configuration of :data:`CONFIGURATIONS` with a layout's transitions.
+    """Build every configuration of :data:`refimpl.layouts.model.CONFIGURATIONS` with a layout's transitions.
 
     Every layout (:mod:`refimpl.layouts.legacy`, each step, :mod:`refimpl.layouts.split`)
     goes through the same transitions, so that configurations can be compared key by key: a
-    fresh vCPU from ``create(host)``, L1's registers :data:`L1_REGS`, then
-    entry into L2 with :data:`L2_REGS` (and, for ``after_exit``, the exit).
+    fresh vCPU from ``create(host)``, L1's registers
+    :data:`refimpl.layouts.model.L1_REGS`, then entry into L2 with
+    :data:`refimpl.layouts.model.L2_REGS` (and, for ``after_exit``, the exit).
 
     Parameters
     ----------
