@@ -65,8 +65,8 @@ NOT_FUZZED: dict[str, str] = {
     # Steps shared by both layouts that call back into the caller's code:
     # their arguments are checked, but what a callback does is the caller's.
     # They are fuzzed through the entry/exit functions of both layouts.
-    "refimpl.layouts.legacy.nested_entry": "runs caller-supplied callbacks; see nested_vmx_vmentry",
-    "refimpl.layouts.legacy.nested_exit": "runs caller-supplied callbacks; see nested_vmx_vmexit",
+    "refimpl.layouts.model.nested_entry": "runs caller-supplied callbacks; see nested_vmx_vmentry",
+    "refimpl.layouts.model.nested_exit": "runs caller-supplied callbacks; see nested_vmx_vmexit",
     # Protocol classes are interfaces, not code.
     "refimpl.host.vm.MemslotListener": "typing.Protocol: an interface",
     "refimpl.host.vm.MemslotListener.memslot_changed": "Protocol method stub",

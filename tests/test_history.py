@@ -4,8 +4,10 @@ The comparison is data written by hand from the 2026 ``kvm_host.h`` and the
 commits; these tests hold it against descriptions written independently:
 the model of the sketch (refimpl.layouts.split), the classic struct
 (refimpl.layouts.legacy), the thread's fates (refimpl.story.thread) and the field ledger
-(refimpl.story.ledger), plus expectations worked out by hand from kvm-facts
-sections 2.3, 3.4 and 3.5. Each check is also shown to fail on a broken table.
+(refimpl.story.ledger), plus expectations worked out by hand from the 2026
+``arch/x86/include/asm/kvm_host.h`` of the chainsaw series (kvm.git, merge
+a204badd8432) and the commits it lists. Each check is also shown to fail on
+a broken table.
 """
 
 import dataclasses
@@ -91,8 +93,8 @@ def test_bad_input_is_rejected():
 
 # --- against independent descriptions -------------------------------------------
 
-def test_newest_structs_match_kvm_facts_2_3():
-    # Transcribed separately from kvm-facts section 2.3 ([N] kvm_host.h).
+def test_newest_structs_match_the_2026_kvm_host_h():
+    # Transcribed separately from the 2026 arch/x86/include/asm/kvm_host.h.
     assert set(H.NEWEST_STRUCTS["kvm_page_format"]) == {
         "rsvd_bits_mask", "bad_mt_xwr", "pkru_mask", "permissions"}
     assert set(H.NEWEST_STRUCTS["kvm_pagewalk"]) == {
@@ -127,7 +129,7 @@ def test_what_sean_said_is_never_per_vm_stayed_in_the_per_vcpu_kvm_mmu():
 
 
 def test_only_sync_spte_and_pdptrs_left_the_struct_the_sketch_chose():
-    # By hand from kvm-facts 2.3: sync_spte is a kvm_mmu member (the sketch put
+    # By hand from the 2026 kvm_host.h: sync_spte is a kvm_mmu member (the sketch put
     # it in the kind); pdptrs is a vCPU member (the sketch: paging context).
     # Everything else sits in kvm_pagewalk (+ its fmt), kvm_mmu, or a
     # kvm_page_format (the kind's surviving half).

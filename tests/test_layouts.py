@@ -1,7 +1,9 @@
 """Legacy and split MMU layouts, the field ledger, and their agreement.
 
 Expected pointer targets and callbacks are written out by hand from
-kvm-facts §3.2 (vmx/nested.c, svm/nested.c, mmu.c), not computed.
+``arch/x86/kvm/vmx/nested.c``, ``arch/x86/kvm/svm/nested.c`` and
+``arch/x86/kvm/mmu/mmu.c`` (``nested_ept_init_mmu_context``,
+``nested_svm_init_mmu_context``, ``init_kvm_*``), not computed.
 """
 
 from dataclasses import fields
@@ -13,7 +15,7 @@ from refimpl.layouts import legacy as L
 from refimpl.layouts import split as S
 
 # ---------------------------------------------------------------------------
-# Hand-written expectations (facts 3.1/3.2)
+# Hand-written expectations (vmx/nested.c, svm/nested.c, mmu.c)
 # ---------------------------------------------------------------------------
 
 EXPECTED_POINTERS = {
@@ -108,18 +110,32 @@ def test_translate_gpa_and_fault_targets(legacy):
 
 
 def test_roots_and_roles(legacy):
+    def key(name, mmu):
+        v = legacy[name]
+        return L.root_page(v, getattr(v, mmu).root)
     # L1 TDP root: level 4 | direct 0x80 | access 0x700 | efer_nx 0x1000 | cr0_wp 0x2000
-    assert legacy["tdp"].root_mmu.root.hpa == "direct_root(role=0x3784)"
+    assert key("tdp", "root_mmu") == (0x3784, None)
     # L2 without EPT in L1 runs on root_mmu with guest_mode (0x20000) set
-    assert legacy["vmx_noept"].root_mmu.root.hpa == "direct_root(role=0x23784)"
+    assert key("vmx_noept", "root_mmu") == (0x23784, None)
     assert legacy["vmx_noept"].root_mmu.cpu_role.base.level == 3  # L2 is PAE
     # shadow EPT12: level 4 | access 0x700 | guest_mode 0x20000; EPTP12 at 0x9000
-    assert legacy["vmx_ept"].guest_mmu.root == L.RootInfo(L.EPTP12, "shadow_root(role=0x20704, gfn=0x9)")
+    assert key("vmx_ept", "guest_mmu") == (0x20704, 0x9)
+    assert legacy["vmx_ept"].guest_mmu.root.pgd == L.EPTP12
     # shadow NPT12: L1's 4-level format, cr0_wp 0, efer_nx 0x1000, guest_mode; nCR3 0xa000
-    assert legacy["svm_npt"].guest_mmu.root.hpa == "shadow_root(role=0x21704, gfn=0xa)"
+    assert key("svm_npt", "guest_mmu") == (0x21704, 0xA)
     # shadow paging of a 64-bit L1: paging64 role with efer_nx forced
-    assert legacy["shadow"].root_mmu.root.hpa == "shadow_root(role=0x3704, gfn=0x1)"
+    assert key("shadow", "root_mmu") == (0x3704, 0x1)
     assert legacy["shadow"].root_mmu.pae_root and not legacy["tdp"].root_mmu.pae_root
+    with pytest.raises(ValueError, match="not a root page"):
+        L.root_page(legacy["tdp"], L.INVALID_ROOT)
+
+
+def test_roots_are_shared_by_key():
+    # KVM reuses a root with the same role (and guest root) instead of building
+    # another: after the nested exit L1 gets its first root back.
+    v = legacy_vcpu = L.configurations()["after_exit"]
+    assert L.root_page(legacy_vcpu, v.root_mmu.root) == (0x3784, None)
+    assert v.root_mmu.root.hpa == v.kvm.root_pages[(0x3784, None)] == 0x1000
 
 
 def test_after_exit_matches_plain_tdp(legacy):
@@ -144,11 +160,11 @@ def test_bad_transitions():
     L.nested_vmx_vmentry(v, L.L2_REGS, ept=True, eptp=L.EPTP12)
     with pytest.raises(ValueError, match="already"):
         L.nested_vmx_vmentry(v, L.L2_REGS, ept=True, eptp=L.EPTP12)
-    with pytest.raises(ValueError, match="already nested_mmu"):
+    with pytest.raises(ValueError, match="already on the L2 walk"):
         L.nested_ept_init_mmu_context(v, L.EPTP12)
     shadow = L.kvm_mmu_create(L.Host(tdp_enabled=False))
     L.set_regs(shadow, L.L1_REGS)
-    with pytest.raises(ValueError, match="EPT enabled"):
+    with pytest.raises(ValueError, match="VMX host with EPT enabled"):
         L.nested_vmx_vmentry(shadow, L.L2_REGS, ept=True, eptp=L.EPTP12)
     with pytest.raises(TypeError, match="regs"):
         L.set_regs(shadow, 0)
@@ -302,7 +318,7 @@ def test_member_and_struct_tables_name_real_members():
     from refimpl.layouts import legacy as L, split as S
     from dataclasses import fields
     legacy_members = {f.name for f in fields(L.KvmVcpuArch)}
-    assert [n for n, _, _ in L.VCPU_MEMBERS] == ["root_mmu", "guest_mmu", "nested_mmu", "mmu", "walk_mmu"]
+    assert [n for n, _, _ in L.VCPU_MEMBERS] == ["mmu", "root_mmu", "guest_mmu", "nested_mmu", "walk_mmu"]  # kvm_host.h order
     assert {n for n, _, _ in L.VCPU_MEMBERS} <= legacy_members
     owners = {"kvm_arch": {f.name for f in fields(S.KvmArch)},
               "kvm_vcpu_arch": {f.name for f in fields(S.KvmVcpuArch)}}
@@ -327,7 +343,7 @@ def test_nested_entry_and_exit_misuse_leaves_the_vcpu_in_l1(layout):
         M.nested_svm_vmrun(vmx, L.L2_REGS, npt=False)
     with pytest.raises(ValueError, match="nested_svm_vmexit needs an SVM host"):
         M.nested_svm_vmexit(vmx)
-    with pytest.raises(TypeError, match="l2_regs must be GuestRegs"):
+    with pytest.raises(TypeError, match="l2_regs must be a GuestRegs"):
         M.nested_vmx_vmentry(vmx, "L2", ept=False)
     assert not vmx.guest_mode and vmx.l1_regs is None
     M.nested_vmx_vmentry(vmx, L.L2_REGS, ept=False)
@@ -341,3 +357,84 @@ def test_nested_entry_and_exit_misuse_leaves_the_vcpu_in_l1(layout):
     with pytest.raises(ValueError, match="from SMM is not modelled"):
         M.nested_vmx_vmentry(smm, L.L2_REGS, ept=False)
     assert not smm.guest_mode
+
+
+# ---------------------------------------------------------------------------
+# The C declarations (refimpl.layouts.structs) against kvm_host.h
+# ---------------------------------------------------------------------------
+
+# struct kvm_mmu of arch/x86/include/asm/kvm_host.h (torvalds/linux at
+# 004a0aa56ede), transcribed by hand, one member a line, comments left out.
+KVM_MMU_BY_HAND = [
+    "unsigned long (*get_guest_pgd)(struct kvm_vcpu *vcpu);",
+    "u64 (*get_pdptr)(struct kvm_vcpu *vcpu, int index);",
+    "int (*page_fault)(struct kvm_vcpu *vcpu, struct kvm_page_fault *fault);",
+    "void (*inject_page_fault)(struct kvm_vcpu *vcpu, struct x86_exception *fault);",
+    "gpa_t (*gva_to_gpa)(struct kvm_vcpu *vcpu, struct kvm_mmu *mmu, gpa_t gva_or_gpa, "
+    "u64 access, struct x86_exception *exception);",
+    "int (*sync_spte)(struct kvm_vcpu *vcpu, struct kvm_mmu_page *sp, int i);",
+    "struct kvm_mmu_root_info root;",
+    "union kvm_cpu_role cpu_role;",
+    "union kvm_mmu_page_role root_role;",
+    "u32 pkru_mask;",
+    "struct kvm_mmu_root_info prev_roots[KVM_MMU_NUM_PREV_ROOTS];",
+    "u8 permissions[16];",
+    "u64 *pae_root;",
+    "u64 *pml4_root;",
+    "u64 *pml5_root;",
+    "struct rsvd_bits_validate shadow_zero_check;",
+    "struct rsvd_bits_validate guest_rsvd_check;",
+    "u64 pdptrs[4];",
+]
+
+# The MMU members of struct kvm_vcpu_arch, same file, in declaration order.
+VCPU_MMU_BY_HAND = [
+    "struct kvm_mmu *mmu;",
+    "struct kvm_mmu root_mmu;",
+    "struct kvm_mmu guest_mmu;",
+    "struct kvm_mmu nested_mmu;",
+    "struct kvm_mmu *walk_mmu;",
+]
+
+
+def _members(step, name):
+    from refimpl.layouts.structs import c_declaration
+    lines = [x.strip() for x in c_declaration(step, name, notes=False).splitlines()]
+    assert lines[0] == f"struct {name} {{" and lines[-1] == "};"
+    return [x for x in lines[1:-1] if x != "..."]
+
+
+def test_step0_c_declarations_match_kvm_host_h():
+    assert _members(0, "kvm_mmu") == KVM_MMU_BY_HAND
+    assert _members(0, "kvm_vcpu_arch") == VCPU_MMU_BY_HAND
+    # and the Python class has the same members in the same order
+    assert [f.name for f in fields(L.KvmMmu)] == [
+        x.split("(*")[1].split(")")[0] if "(*" in x else x.rstrip(";").split()[-1].lstrip("*").split("[")[0]
+        for x in KVM_MMU_BY_HAND]
+
+
+def test_a_planted_rename_is_caught(monkeypatch):
+    from refimpl.layouts import structs
+    s0 = structs.struct_at(0, "kvm_mmu")
+    old = s0.field("sync_spte")
+    planted = s0.edit(rename={"sync_spte": structs.CField("sync_page", old.decl, old.note)})
+    monkeypatch.setitem(structs.CHANGES, 0, (planted,) + structs.CHANGES[0][1:])
+    structs._struct_at.cache_clear()
+    try:
+        assert _members(0, "kvm_mmu") != KVM_MMU_BY_HAND
+        assert "int (*sync_page)(struct kvm_vcpu *vcpu, struct kvm_mmu_page *sp, int i);" in \
+            _members(0, "kvm_mmu")
+    finally:
+        monkeypatch.undo()
+        structs._struct_at.cache_clear()
+    assert _members(0, "kvm_mmu") == KVM_MMU_BY_HAND
+
+
+def test_c_diff_shows_what_each_step_moves():
+    from refimpl.layouts.structs import c_diff, changed_structs
+    d = c_diff(2, 3)
+    assert "-\tint (*sync_spte)(struct kvm_vcpu *vcpu, struct kvm_mmu_page *sp, int i);" in d
+    assert "+\tstruct kvm_mmu_kind *kind;" in d
+    assert c_diff(4, 5) == "" and changed_structs(5) == ()
+    assert changed_structs(4) == ("kvm_arch", "kvm_vcpu_arch")
+    assert "+\tstruct kvm_mmu_kind direct_mmu;" in c_diff(3, 4)

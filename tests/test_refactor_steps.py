@@ -28,6 +28,7 @@ from refimpl.layouts.steps import STEPS, Layout, get_step, ledger_delta_markdown
 from refimpl.layouts import measures as M
 from refimpl.layouts import workload as W
 from refimpl.layouts.mistakes import MISTAKES
+from refimpl.host.roles import CR0_PG, CR4_PAE, EFER_LMA, EFER_LME, EFER_NX
 from refimpl.host.tdp_mmu import RecoveryStrategy
 
 N = W.default_count()
@@ -309,8 +310,8 @@ def test_hand_worked_wp_scenario(step):
     else:
         pytest.skip("no read-only page in this seed")
     gpa = (pte & 0x000F_FFFF_FFFF_F000) | (gva & 0xFFF)
-    regs = L.GuestRegs(cr0=L.CR0_PG | L.CR0_WP | 1, cr3=cr3, cr4=L.CR4_PAE,
-                       efer=L.EFER_LME | L.EFER_LMA | L.EFER_NX)
+    regs = L.GuestRegs(cr0=CR0_PG | L.CR0_WP | 1, cr3=cr3, cr4=CR4_PAE,
+                       efer=EFER_LME | EFER_LMA | EFER_NX)
     E = W.Event
     events = (E(0, "set_regs", (regs,)), E(0, "emul_access", (gva, W.ACCESS_WRITE)),
               E(0, "cr0", (regs.cr0 ^ L.CR0_WP,)), E(0, "emul_access", (gva, W.ACCESS_WRITE)),
@@ -411,7 +412,8 @@ def test_pointer_tables_per_step():
 def test_step_diagrams_draw_the_pointer_tables():
     from refimpl.layouts.figures import configured_vcpu, step_diagram
     from refimpl.viz.svg import render
-    # Hand-written from kvm-facts 3.2 (nested EPT: mmu -> the EPT12 shadow, walk -> L2's walk).
+    # Hand-written from nested_ept_init_mmu_context (arch/x86/kvm/vmx/nested.c):
+    # mmu -> the EPT12 shadow, walk -> L2's walk.
     assert step_diagram("legacy").edges() == {("mmu", "mmu", "guest_mmu"),
                                               ("walk_mmu", "walk_mmu", "nested_mmu")}
     assert step_diagram("walk12").edges() == {("mmu", "mmu", "guest_mmu"),

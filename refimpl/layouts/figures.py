@@ -94,8 +94,8 @@ def step_diagram(step, config_key: str = "vmx_ept") -> Diagram:
                if f.name in _POINTERS or type(getattr(v, f.name)).__name__ in _CTYPE]
     structs = [m for m in members if m not in _POINTERS and m not in _KINDS]
     kinds = [m for m in members if m in _KINDS]
-    kvm = getattr(v, "kvm", None)
-    if kvm is not None:
+    kvm = v.kvm
+    if hasattr(kvm, "direct_mmu"):  # the VM holds a kind from step 4 on
         kinds = ["kvm.direct_mmu"] + kinds
     arrows = []
     for key, dst in table.items():

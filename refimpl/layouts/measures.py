@@ -35,7 +35,8 @@ import inspect
 from typing import Iterable, Optional, Sequence
 
 from refimpl.errors import check_instance, check_items
-from refimpl.layouts.legacy import CONFIGURATIONS, Host, run_configurations
+from refimpl.layouts.model import CONFIGURATIONS, Host, run_configurations
+from refimpl.layouts.structs import MODEL_ONLY as _MODEL_ONLY, py_class
 from refimpl.layouts.steps import STEPS, Layout, get_step
 from refimpl.layouts.workload import run, workloads
 
@@ -71,9 +72,9 @@ FIELD_SIZES: dict[str, tuple[int, int, str]] = {
 POINTER_FIELDS = frozenset({"mmu", "walk_mmu", "walk", "kind"})
 """Members that are pointers (8 bytes) rather than embedded structs."""
 
-MODEL_ONLY = frozenset({"host", "regs", "guest_mode", "l1_regs", "nested_pgd", "resets",
-                        "kvm", "vcpus"})
-"""Model-only attributes: not MMU state (registers, back pointers, counters)."""
+MODEL_ONLY = _MODEL_ONLY
+"""Model-only attributes: not MMU state (registers, back pointers, counters,
+root pages), from :mod:`refimpl.layouts.structs`."""
 
 VCPU_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 """The vCPU counts of :func:`bytes_table`."""
@@ -171,8 +172,7 @@ def struct_bytes(step, host: Optional[Host] = None) -> dict[str, int]:
                 continue
             value = getattr(obj, f.name)
             if value is None:  # kvm->arch.direct_mmu without TDP
-                from refimpl.layouts.split import KvmMmuKind
-                value = KvmMmuKind()
+                value = py_class(8, "kvm_mmu_kind")()
             out[f"{key}.{f.name}"] = _layout(value)[0]
     return out
 
@@ -246,7 +246,8 @@ def counters(step, n: int = 200, *, first_seed: int = 0) -> dict[str, float]:
 
 _PROTOCOL = {"create_vm", "create_vcpu", "count", "view", "emulation_walk", "nested_gpa_walk",
              "fault_inject", "fault_mmu", "pointer_table", "walk_of", "kind_of", "tdp12",
-             "walk12", "root_walk", "get_walk", "set_walk", "cpu_role", "init_walk"}
+             "walk12", "root_walk", "get_walk", "set_walk", "cpu_role", "init_walk",
+             "direct_kind", "connect", "init_tdp_kind"}
 
 
 def function_parameters(step) -> dict[str, str]:

@@ -32,9 +32,10 @@ every guest-visible outcome (:mod:`refimpl.layouts.workload`).
 from __future__ import annotations
 
 from refimpl.errors import check_range
-from refimpl.layouts.legacy import CR0_WP, tdp_shadow_zero_check
+from refimpl.host.roles import CR0_WP
+from refimpl.layouts.model import tdp_shadow_zero_check
 from refimpl.layouts.steps.step0_legacy import _with
-from refimpl.layouts.split import KvmMmu
+from refimpl.layouts.structs import py_class
 from refimpl.layouts.steps.step1_walk12 import Walk12
 from refimpl.layouts.steps.step4_direct_kind_per_vm import DirectKindPerVm
 from refimpl.layouts.steps.step8_cr0wp_no_reset import Cr0WpNoReset
@@ -73,7 +74,7 @@ class WpNoBitmapUpdate(Cr0WpNoReset):
         super().set_cr0(vcpu, cr0)
 
 
-class _MmuRoleInKind(KvmMmu):
+class _MmuRoleInKind(py_class(4, "kvm_mmu")):
     """A ``kvm_mmu`` whose ``root_role`` is stored in its direct kind."""
 
     @property

@@ -21,8 +21,8 @@ verdict
     changed (the idea landed in another shape), dropped (not done; the need
     was met another way), not yet (not done and still open).
 classic tree, newest tree
-    ``kvm-x86/linux`` at 04f2bbf1 (about v6.10, the layout of
-    :mod:`refimpl.layouts.legacy`) and the 2026 tree with the chainsaw series,
+    a tree with the 18-member ``struct kvm_mmu`` of :mod:`refimpl.layouts.legacy`
+    (checked against torvalds/linux at 004a0aa56ede) and the 2026 tree with the chainsaw series,
     whose ``arch/x86/include/asm/kvm_host.h`` :data:`NEWEST_STRUCTS` transcribes.
 2026 home
     Where a field of the classic ``struct kvm_mmu`` lives in the newest tree,
@@ -114,26 +114,27 @@ CHANGES: tuple[Change, ...] = (
     Change("tdp-mmu", 2020, "The TDP MMU: per-VM roots on kvm->arch.tdp_mmu_roots, "
            "shared by every vCPU whose root role matches", "Ben Gardon",
            "arch/x86/kvm/mmu/tdp_mmu.c (kvm_tdp_mmu_alloc_root in the classic tree)",
-           "mainline since v5.10, before the thread"),
+           "mainline before the thread (v5.10, unconfirmed here)"),
     Change("split-spte", 2022, "Eager page splitting: make_huge_page_split_spte() takes a "
            "struct kvm, not a vCPU", "David Matlack",
            "a3fe5dbda0a4 (split huge pages when dirty logging is enabled); "
-           "arch/x86/kvm/mmu/spte.c, classic tree 771df9ff",
+           "arch/x86/kvm/mmu/spte.c",
            "mainline since 2022; renamed make_small_spte(), next to make_huge_spte() "
-           "for in-place recovery, in 2024"),
+           "for in-place recovery (year unconfirmed here)"),
     Change("roles-2022", 2022, "KVM: MMU: MMU role refactoring", "Paolo Bonzini",
            "20220204115718.14934-1-pbonzini@redhat.com (v1), "
-           "20220414074000.31438-1-pbonzini@redhat.com (v2); e5ed0fb01004 split "
+           "20220221162243.683208-1-pbonzini@redhat.com (v2), "
+           "20220414074000.31438-1-pbonzini@redhat.com (v3); e5ed0fb01004 split "
            "cpu_role from mmu_role, 7a458f0e1ba1 mmu_role renamed root_role, "
            "ec283cb1dcb9 ept_ad removed, 347a0d0ded16 direct_map, a972e29c1d6c "
            "shadow_root_level, 4d25502aa12e root_level",
-           "kvm.git queue 29 Apr 2022; mainline v5.19"),
+           "kvm.git, 2022 (mainline v5.19, unconfirmed here)"),
     Change("cr0wp-2023", 2023, "KVM: x86: Do not unload MMU roots when only toggling "
            "CR0.WP with TDP enabled", "Mathias Krause, Sean Christopherson",
-           "20230322013731.102955-*-minipli@grsecurity.net; 01b31714bd90, plus "
-           "fb509f76acc8 (CR0.WP guest-owned on VMX) and "
-           "kvm_mmu_refresh_passthrough_bits()",
-           "mainline (v6.4, believed)"),
+           "20230322013731.102955-1-minipli@grsecurity.net (v4); 01b31714bd90, plus "
+           "fb509f76acc8 (CR0.WP guest-owned on VMX) and cf9f4c0eb169 "
+           "(kvm_mmu_refresh_passthrough_bits())",
+           "kvm-x86 misc pull for 6.4 (all three commits): mainline v6.4"),
     Change("chainsaw-2026", 2026, "KVM: apply chainsaw to struct kvm_mmu (v2)",
            "Paolo Bonzini",
            "20260624213102.71082-1-pbonzini@redhat.com; ac889bdd23df introduce "

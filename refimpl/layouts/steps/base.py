@@ -58,8 +58,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 from refimpl.errors import check_choice
-from refimpl.layouts.legacy import Derived, Host, RootInfo
+from refimpl.host.mmu import RootInfo
 from refimpl.host.roles import CpuRole, PageRole
+from refimpl.layouts.model import Derived, Host
+from refimpl.layouts.structs import py_class
 
 __all__ = ["WalkView", "MmuView", "Layout", "Vm", "STAT_NAMES", "pgd_source"]
 
@@ -85,7 +87,7 @@ class WalkView:
         The software walker (C function name).
     inject_page_fault : str or None
         The callback that delivers a fault found by this walk.
-    permissions : refimpl.layouts.legacy.Derived or None
+    permissions : refimpl.layouts.model.Derived or None
         The permission bitmap record (for measures; the driver uses
         ``cpu_role``, from which KVM computes the bitmap).
     """
@@ -105,15 +107,15 @@ class MmuView:
     ----------
     root_role : refimpl.host.roles.PageRole
         Format of the tables KVM builds (direct: TDP; else shadow).
-    root : refimpl.layouts.legacy.RootInfo
-        Current root (symbolic).
+    root : refimpl.host.mmu.RootInfo
+        Current root.
     walk : WalkView
         The guest tables these roots shadow (for a direct role: unused by
         hardware, which walks the guest's own tables).
     direct_kind : bool
         The kind the MMU points to (or, before the kind is split out, the
         MMU itself) is for direct tables.
-    shadow_zero_check : refimpl.layouts.legacy.Derived or None
+    shadow_zero_check : refimpl.layouts.model.Derived or None
         What ``make_spte`` checks new SPTEs against.
     """
 
@@ -155,19 +157,8 @@ def pgd_source(vcpu, callback: Optional[str]) -> int:
     raise ValueError(f"get_guest_pgd callback {callback!r} is not modelled")
 
 
-@dataclass(eq=False)
-class Vm:
-    """The per-VM part of a layout that keeps no MMU state in the VM.
-
-    Attributes
-    ----------
-    host : refimpl.layouts.legacy.Host
-    vcpus : list
-        The layout's vCPU structures, in creation order.
-    """
-
-    host: Host
-    vcpus: list
+Vm = py_class(0, "kvm_arch")
+"""The VM of the steps before the direct kind moves to it (step 0's ``struct kvm_arch``)."""
 
 
 class Layout:
@@ -212,8 +203,8 @@ class Layout:
         """The per-VM structure for ``host`` (it has ``host`` and ``vcpus``)."""
         raise NotImplementedError
 
-    def create_vcpu(self, vm):  # pragma: no cover - abstract
-        """A new vCPU of ``vm`` (appended to ``vm.vcpus``), ``mmu`` on ``root_mmu``."""
+    def create_vcpu(self, kvm):  # pragma: no cover - abstract
+        """A new vCPU of the VM ``kvm`` (appended to ``kvm.vcpus``), ``mmu`` on ``root_mmu``."""
         raise NotImplementedError
 
     def set_regs(self, vcpu, regs) -> None:  # pragma: no cover - abstract

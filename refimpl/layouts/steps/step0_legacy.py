@@ -41,23 +41,27 @@ from functools import lru_cache
 from typing import Optional
 
 from refimpl.errors import check_bool, check_instance, check_range
-from refimpl.layouts.legacy import (
-    CR0_ROLE_BITS, CR0_WP, INVALID_ROOT, EPTP12, NCR3,
-    Derived, GuestRegs, Host, KvmMmu, KvmVcpuArch, RootInfo,
-    _prev_roots, _walker, ept_paging_metadata, ept_shadow_zero_check, guest_paging_metadata,
-    kvm_mmu_create, nested_entry, nested_exit, shadow_zero_check_x86, tdp_shadow_zero_check,
-)
-from refimpl.layouts.split import KvmPagingContext
-from refimpl.layouts.steps.base import Layout, MmuView, Vm, WalkView, pgd_source
+from refimpl.host.mmu import INVALID_ROOT, RootInfo
 from refimpl.host.roles import (
-    PT64_ROOT_4LEVEL, PT64_ROOT_5LEVEL,
+    CR0_WP, PT32E_ROOT_LEVEL, PT64_ROOT_4LEVEL, PT64_ROOT_5LEVEL,
     CR4_PAE, CR4_PKE, CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_LME, EFER_NX,
     CpuRole, PageRole, calc_cpu_role, calc_shadow_ept_role, calc_shadow_npt_role,
     calc_shadow_root_role, calc_tdp_root_role,
 )
 from refimpl.host.tdp_mmu import RecoveryStrategy
+from refimpl.layouts.model import (
+    CR0_ROLE_BITS, EPTP12, NCR3, WALK_HALF, Derived, GuestRegs, Host, ept_paging_metadata,
+    ept_shadow_zero_check, guest_paging_metadata, nested_entry, nested_exit, prev_roots,
+    shadow_zero_check_x86, tdp_shadow_zero_check, walker_name,
+)
+from refimpl.layouts.steps.base import Layout, MmuView, WalkView, pgd_source
+from refimpl.layouts.structs import py_class
 
 __all__ = ["Legacy", "SpteInputs", "CR4_ROLE_BITS", "EFER_ROLE_BITS"]
+
+KvmMmu = py_class(0, "kvm_mmu")
+KvmVcpuArch = py_class(0, "kvm_vcpu_arch")
+Vm = py_class(0, "kvm_arch")
 
 #: CR4 bits that are MMU role inputs (``KVM_MMU_CR4_ROLE_BITS``, less PGE/LA57
 #: which the workloads never write).
@@ -89,6 +93,15 @@ def _role_word(role) -> int:
 def _with(regs: GuestRegs, name: str, value) -> GuestRegs:
     # dataclasses.replace validates the new register state (a CPU could be in it).
     return replace(regs, **{name: value})
+
+
+_NEEDS_TDP = {"vmx": "nested EPT needs a VMX host with EPT enabled",
+              "svm": "nested NPT needs an SVM host with NPT enabled"}
+
+
+@lru_cache(maxsize=None)
+def _structures(step: int) -> tuple[type, type, type]:
+    return py_class(step, "kvm_arch"), py_class(step, "kvm_vcpu_arch"), py_class(step, "kvm_mmu")
 
 
 @dataclass(frozen=True)
@@ -136,18 +149,18 @@ class Legacy(Layout):
     name = "legacy"
 
     def _types(self) -> tuple[type, type, type]:
-        # This step's (VM, vCPU, kvm_mmu) structures: see _STRUCTURES.
-        cls = type(self)
-        if cls not in _TYPES:
-            found: dict = {}
-            for c in reversed(cls.__mro__):
-                found.update(_STRUCTURES.get(c, {}))
-            _TYPES[cls] = (found["vm"], found["vcpu"], found["mmu"])
-        return _TYPES[cls]
+        # This step's (struct kvm_arch, struct kvm_vcpu_arch, struct kvm_mmu) classes.
+        return _structures(self.number)
 
     def _vcpu(self, vcpu):
         # A vCPU of this step's struct kvm_vcpu_arch.
         return check_instance("vcpu", vcpu, self._types()[1])
+
+    def _kind_args(self, k, host: Host, level: int) -> None:
+        # A table half (kvm_mmu before step 3, kvm_mmu_kind after), a host, a level.
+        check_instance("k", k, (KvmMmu, py_class(2, "kvm_mmu"), py_class(3, "kvm_mmu_kind")))
+        check_instance("host", host, Host)
+        check_range("level", level, PT64_ROOT_4LEVEL, PT64_ROOT_5LEVEL + 1)
 
     def _member(self, vcpu, name: str, obj):
         # One of vcpu's own structures (or its VM's direct kind).
@@ -160,18 +173,35 @@ class Legacy(Layout):
 
     # -- structures ---------------------------------------------------------
 
-    def create_vm(self, host: Host) -> Vm:
-        """A VM: no MMU state lives in ``struct kvm_arch`` yet."""
+    def create_vm(self, host: Host):
+        """A VM (``kvm_arch_init_vm``): no MMU state lives in ``struct kvm_arch`` yet."""
         if not isinstance(host, Host):
             raise TypeError(f"host must be a Host, got {host!r}")
-        return Vm(host, [])
+        return self._types()[0](host)
 
-    def create_vcpu(self, vm):
-        """``kvm_mmu_create``: three ``kvm_mmu``, ``mmu = walk_mmu = &root_mmu``."""
-        check_instance("vm", vm, self._types()[0])
-        v = kvm_mmu_create(vm.host)
-        vm.vcpus.append(v)
+    def create_vcpu(self, kvm):
+        """``kvm_mmu_create``: the vCPU's structures, ``mmu`` on ``root_mmu`` and
+        the walk pointer on the root walk.
+
+        ``pae_root`` is allocated for ``root_mmu`` and the MMU that shadows
+        L1's EPT/NPT unless the host uses TDP with more than 3 levels (and
+        never for the latter without TDP).
+        """
+        check_instance("kvm", kvm, self._types()[0])
+        v = self._types()[1](kvm)
+        self.connect(v)
+        host = kvm.host
+        needs_pae = not (host.tdp_enabled and host.tdp_level > PT32E_ROOT_LEVEL)
+        v.root_mmu.pae_root = needs_pae
+        self.tdp12(v).pae_root = needs_pae and host.tdp_enabled
+        v.mmu = v.root_mmu
+        self.set_walk(v, self.root_walk(v))
+        kvm.vcpus.append(v)
         return v
+
+    def connect(self, vcpu) -> None:
+        """Point the new vCPU's structures at each other: none to point yet."""
+        self._vcpu(vcpu)
 
     # -- accessors: one C expression each -----------------------------------
 
@@ -226,14 +256,14 @@ class Legacy(Layout):
 
     def init_walk(self, w, cpu_role: CpuRole, host: Host) -> None:
         """Walk callbacks and derived tables for the guest's own page tables."""
-        check_instance("w", w, (KvmMmu, KvmPagingContext))
+        check_instance("w", w, (KvmMmu, py_class(1, "kvm_paging_context")))
         check_instance("cpu_role", cpu_role, CpuRole)
         check_instance("host", host, Host)
         w.cpu_role = cpu_role
         w.get_guest_pgd = "get_guest_cr3"
         w.get_pdptr = "kvm_pdptr_read"
         w.inject_page_fault = "kvm_inject_page_fault"
-        w.gva_to_gpa = _walker(cpu_role) + "_gva_to_gpa"
+        w.gva_to_gpa = walker_name(cpu_role) + "_gva_to_gpa"
         guest_paging_metadata(w, host)
 
     def kvm_init_mmu(self, vcpu) -> None:
@@ -259,8 +289,14 @@ class Legacy(Layout):
         m.root_role = root_role
         m.page_fault = "kvm_tdp_page_fault"
         self.init_walk(w, cpu_role, host)
+        self.init_tdp_kind(k, host, root_role.level)
+
+    def init_tdp_kind(self, k, host: Host, level: int) -> None:
+        """The table half of a TDP MMU: no unsync callback, and the zero-bit
+        check of TDP tables (``reset_tdp_shadow_zero_bits_mask``)."""
+        self._kind_args(k, host, level)
         k.sync_spte = None
-        k.shadow_zero_check = tdp_shadow_zero_check(host, root_role.level)
+        k.shadow_zero_check = tdp_shadow_zero_check(host, level)
 
     def shadow_mmu_init_context(self, vcpu, m, cpu_role: CpuRole, root_role) -> None:
         """A shadow MMU for ``cpu_role`` (``shadow_mmu_init_context``)."""
@@ -272,7 +308,7 @@ class Legacy(Layout):
         if w.cpu_role == cpu_role and m.root_role == root_role:
             return
         w.cpu_role, m.root_role = cpu_role, root_role
-        wk = _walker(cpu_role)
+        wk = walker_name(cpu_role)
         m.page_fault = wk + "_page_fault"
         w.gva_to_gpa = wk + "_gva_to_gpa"
         k.sync_spte = None if wk == "nonpaging" else wk + "_sync_spte"
@@ -336,7 +372,7 @@ class Legacy(Layout):
         if not vcpu.guest_mode or vcpu.l1_regs is None:
             raise ValueError(f"{name}: the vCPU is not in guest mode")
         if vcpu.host.vendor != vendor or not vcpu.host.tdp_enabled:
-            raise ValueError(f"{name}: needs a {vendor.upper()} host with TDP enabled")
+            raise ValueError(_NEEDS_TDP[vendor])
 
     def nested_ept_init_mmu_context(self, vcpu, eptp: int, execonly: bool = True) -> None:
         """``mmu`` to the EPT12 shadow, the walk pointer to the L2 walk."""
@@ -383,20 +419,25 @@ class Legacy(Layout):
     # -- roots --------------------------------------------------------------
 
     def kvm_mmu_load(self, vcpu) -> None:
-        """Give ``vcpu->arch.mmu`` a root (symbolic, as in ``mmu_legacy``)."""
+        """Give ``vcpu->arch.mmu`` a root: the VM's page for its role (and, for
+        a shadow root, the guest root's gfn), allocated on first use.
+
+        The PML4 (and PML5) special roots are needed when a 64-bit host
+        shadows 32-bit or PAE tables (``mmu_alloc_special_roots``).
+        """
         self._vcpu(vcpu)
         m = vcpu.mmu
         w = self.walk_of(m)
         role = m.root_role
         pgd = pgd_source(vcpu, w.get_guest_pgd)
         if role.direct:
-            hpa = f"direct_root(role={_role_word(role):#x})"
+            key = (_role_word(role), None)
         else:
-            hpa = f"shadow_root(role={_role_word(role):#x}, gfn={pgd >> 12:#x})"
+            key = (_role_word(role), pgd >> 12)
             if w.cpu_role.base.level < PT64_ROOT_4LEVEL <= role.level:
                 m.pml4_root = True
                 m.pml5_root = role.level == PT64_ROOT_5LEVEL
-        new = RootInfo(pgd, hpa)
+        new = RootInfo(vcpu.kvm.root_hpa(key), pgd)
         if m.root != new:
             self.count("root_loads")
         m.root = new
@@ -406,12 +447,13 @@ class Legacy(Layout):
         self._vcpu(vcpu)
         for m in (vcpu.root_mmu, self.tdp12(vcpu)):
             m.root = INVALID_ROOT
-            m.prev_roots = _prev_roots()
+            m.prev_roots = prev_roots()
 
     def kvm_mmu_reset_context(self, vcpu) -> None:
         """Unload every root and re-initialise (``kvm_mmu_reset_context``)."""
         self._vcpu(vcpu)
         self.count("resets")
+        vcpu.resets += 1
         self.kvm_mmu_unload(vcpu)
         self.kvm_init_mmu(vcpu)
 
@@ -497,13 +539,13 @@ class Legacy(Layout):
         eptp = check_range("eptp", eptp, 0, _U64)
         execonly = check_bool("execonly", execonly)
         init = (lambda: self.nested_ept_init_mmu_context(vcpu, eptp, execonly)) if ept else None
-        nested_entry(vcpu, l2_regs, vendor="vmx", name="vmx_vmentry", init=init,
+        nested_entry(vcpu, l2_regs, vendor="vmx", name="nested_vmx_vmentry", init=init,
                      finish=self._finish)
 
     def vmx_vmexit(self, vcpu) -> None:
         """Nested VM-exit (``nested_vmx_vmexit``)."""
         self._vcpu(vcpu)
-        nested_exit(vcpu, vendor="vmx", name="vmx_vmexit",
+        nested_exit(vcpu, vendor="vmx", name="nested_vmx_vmexit",
                     uninit=self.nested_tdp_uninit_mmu_context, finish=self._finish)
 
     def svm_vmrun(self, vcpu, l2_regs: GuestRegs, *, npt: bool, ncr3: int = NCR3) -> None:
@@ -513,13 +555,13 @@ class Legacy(Layout):
         npt = check_bool("npt", npt)
         ncr3 = check_range("ncr3", ncr3, 0, _U64)
         init = (lambda: self.nested_svm_init_mmu_context(vcpu, ncr3)) if npt else None
-        nested_entry(vcpu, l2_regs, vendor="svm", name="svm_vmrun", init=init,
+        nested_entry(vcpu, l2_regs, vendor="svm", name="nested_svm_vmrun", init=init,
                      finish=self._finish)
 
     def svm_vmexit(self, vcpu) -> None:
         """#VMEXIT (``nested_svm_vmexit``)."""
         self._vcpu(vcpu)
-        nested_exit(vcpu, vendor="svm", name="svm_vmexit",
+        nested_exit(vcpu, vendor="svm", name="nested_svm_vmexit",
                     uninit=self.nested_tdp_uninit_mmu_context, finish=self._finish)
 
     # -- emulation ----------------------------------------------------------
@@ -530,6 +572,8 @@ class Legacy(Layout):
         self._member(vcpu, "w", w)
         if w is not self.walk12(vcpu):
             return None
+        if not self.mmu_is_nested(vcpu):
+            raise ValueError("translate_nested_gpa: the vCPU is not nested")
         return self.walk_of(vcpu.mmu)
 
     def emulated_fault_target(self, vcpu, nested_page_fault: bool):
@@ -604,14 +648,6 @@ class Legacy(Layout):
                        k.shadow_zero_check)
 
     def pointer_table(self, vcpu) -> dict:
-        """Where ``mmu`` and ``walk_mmu`` point (as :func:`refimpl.layouts.legacy.pointer_table`)."""
+        """Where ``mmu`` and ``walk_mmu`` point."""
         self._vcpu(vcpu)
         return {"mmu": vcpu.name_of(vcpu.mmu), "walk_mmu": vcpu.name_of(vcpu.walk_mmu)}
-
-
-#: The structures of each step, for the argument checks: step class ->
-#: ``{"vm": ..., "vcpu": ..., "mmu": ...}`` classes. A step that replaces one
-#: of them registers it here; the others are its nearest ancestor's.
-_STRUCTURES: dict[type, dict[str, type]] = {Legacy: {"vm": Vm, "vcpu": KvmVcpuArch,
-                                                     "mmu": KvmMmu}}
-_TYPES: dict[type, tuple[type, type, type]] = {}

@@ -8,64 +8,26 @@ named ``walk12`` (walks L2's own tables). ``walk_mmu`` becomes ``walk``,
 pointing to ``&root_mmu`` (still a whole ``kvm_mmu``, used through its walk
 half) or ``&walk12``. Nothing else moves.
 
-Changed: the vCPU struct, and four accessors of :class:`Walk12`. Every
-transition is inherited unchanged from step 0.
+Changed: the vCPU struct (:data:`refimpl.layouts.structs.CHANGES`), and three
+accessors of :class:`Walk12`. Every transition is inherited unchanged from
+step 0.
 
 KVM
 ---
-Realised by the 2026 "apply chainsaw to struct kvm_mmu" series, which
-deletes ``nested_mmu`` and ``walk_mmu`` (``arch/x86/include/asm/kvm_host.h``).
+The 2026 "apply chainsaw to struct kvm_mmu" series makes ``walk_mmu`` a
+``struct kvm_pagewalk`` pointer (d42e93ee58d3) and ``nested_mmu``'s walk the
+``ngva_walk`` (b99416dd992b), in ``arch/x86/include/asm/kvm_host.h``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional
-
-from refimpl.errors import check_instance
-from refimpl.layouts.legacy import GuestRegs, Host, KvmMmu
-from refimpl.layouts.split import KvmPagingContext
-from refimpl.layouts.steps.step0_legacy import _STRUCTURES, Legacy
-from refimpl.host.roles import PT32E_ROOT_LEVEL
+from refimpl.layouts.steps.step0_legacy import Legacy
+from refimpl.layouts.structs import py_class
 
 __all__ = ["KvmVcpuArch", "Walk12"]
 
 
-@dataclass(eq=False)
-class KvmVcpuArch:
-    """Step 1's ``struct kvm_vcpu_arch`` (MMU part).
-
-    Attributes
-    ----------
-    root_mmu, guest_mmu : refimpl.layouts.legacy.KvmMmu
-        Unchanged.
-    walk12 : refimpl.layouts.split.KvmPagingContext
-        Was ``nested_mmu``.
-    mmu : refimpl.layouts.legacy.KvmMmu
-        Unchanged pointer.
-    walk : refimpl.layouts.legacy.KvmMmu or refimpl.layouts.split.KvmPagingContext
-        Was ``walk_mmu``: ``&root_mmu`` or ``&walk12``.
-    host, regs, guest_mode, l1_regs, nested_pgd
-        Model only, as in :class:`refimpl.layouts.legacy.KvmVcpuArch`.
-    """
-
-    host: Host
-    root_mmu: KvmMmu = field(default_factory=KvmMmu)
-    guest_mmu: KvmMmu = field(default_factory=KvmMmu)
-    walk12: KvmPagingContext = field(default_factory=KvmPagingContext)
-    mmu: Optional[KvmMmu] = None
-    walk: Optional[object] = None
-    regs: GuestRegs = GuestRegs()
-    guest_mode: bool = False
-    l1_regs: Optional[GuestRegs] = None
-    nested_pgd: Optional[int] = None
-
-    def name_of(self, obj: object) -> str:
-        """Which member ``obj`` is."""
-        for name in ("root_mmu", "guest_mmu", "walk12"):
-            if getattr(self, name) is obj:
-                return name
-        raise ValueError(f"{obj!r} is not a structure of this vCPU")
+KvmVcpuArch = py_class(1, "kvm_vcpu_arch", __name__)
 
 
 class Walk12(Legacy):
@@ -73,19 +35,6 @@ class Walk12(Legacy):
 
     number = 1
     name = "walk12"
-
-    def create_vcpu(self, vm):
-        """As step 0, with ``walk = &root_mmu``; ``walk12`` needs no roots."""
-        check_instance("vm", vm, self._types()[0])
-        host = vm.host
-        v = KvmVcpuArch(host)
-        v.mmu = v.root_mmu
-        v.walk = v.root_mmu
-        needs_pae = not (host.tdp_enabled and host.tdp_level > PT32E_ROOT_LEVEL)
-        v.root_mmu.pae_root = needs_pae
-        v.guest_mmu.pae_root = needs_pae and host.tdp_enabled
-        vm.vcpus.append(v)
-        return v
 
     def walk12(self, vcpu):
         """``&vcpu->arch.walk12``."""
@@ -108,5 +57,3 @@ class Walk12(Legacy):
         self._vcpu(vcpu)
         return {"mmu": vcpu.name_of(vcpu.mmu), "walk": vcpu.name_of(vcpu.walk)}
 
-
-_STRUCTURES[Walk12] = {"vcpu": KvmVcpuArch}  # for the argument checks

@@ -14,76 +14,22 @@ Changed: the ``kvm_mmu`` and vCPU structs, and the accessors ``walk_of``,
 
 KVM
 ---
-The 2026 series has the same split: ``struct kvm_pagewalk`` with
-``kvm_mmu.w`` pointing to it (``arch/x86/include/asm/kvm_host.h``).
+The 2026 series makes the same split: it pulls ``struct kvm_pagewalk`` out of
+``struct kvm_mmu`` (0a59a8b8a248), with ``kvm_mmu.w`` pointing to it
+(``arch/x86/include/asm/kvm_host.h``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional
-
 from refimpl.errors import check_instance
-from refimpl.layouts.legacy import INVALID_ROOT, Derived, GuestRegs, Host, RootInfo, _prev_roots
-from refimpl.layouts.split import KvmPagingContext
-from refimpl.layouts.steps.step0_legacy import _STRUCTURES
 from refimpl.layouts.steps.step1_walk12 import Walk12
-from refimpl.host.roles import PT32E_ROOT_LEVEL, PageRole
+from refimpl.layouts.structs import py_class
 
 __all__ = ["KvmMmu", "KvmVcpuArch", "PagingContext"]
 
 
-@dataclass(eq=False)
-class KvmMmu:
-    """Step 2's ``struct kvm_mmu``: roots and table state, plus ``walk``.
-
-    Attributes
-    ----------
-    walk : refimpl.layouts.split.KvmPagingContext or None
-        Its paging context (``root_walk`` or ``walk01``).
-    page_fault, sync_spte : str or None
-        Callbacks.
-    root, root_role, prev_roots, pae_root, pml4_root, pml5_root
-        As in :class:`refimpl.layouts.legacy.KvmMmu`.
-    shadow_zero_check : refimpl.layouts.legacy.Derived or None
-        Still here; moves to the kind in step 3.
-    """
-
-    walk: Optional[KvmPagingContext] = None
-    page_fault: Optional[str] = None
-    sync_spte: Optional[str] = None
-    root: RootInfo = INVALID_ROOT
-    root_role: PageRole = PageRole()
-    prev_roots: tuple = field(default_factory=_prev_roots)
-    pae_root: bool = False
-    pml4_root: bool = False
-    pml5_root: bool = False
-    shadow_zero_check: Optional[Derived] = None
-
-
-@dataclass(eq=False)
-class KvmVcpuArch:
-    """Step 2's vCPU: two ``kvm_mmu``, three paging contexts, two pointers."""
-
-    host: Host
-    root_mmu: KvmMmu = field(default_factory=KvmMmu)
-    tdp12_mmu: KvmMmu = field(default_factory=KvmMmu)
-    mmu: Optional[KvmMmu] = None
-    root_walk: KvmPagingContext = field(default_factory=KvmPagingContext)
-    walk01: KvmPagingContext = field(default_factory=KvmPagingContext)
-    walk12: KvmPagingContext = field(default_factory=KvmPagingContext)
-    walk: Optional[KvmPagingContext] = None
-    regs: GuestRegs = GuestRegs()
-    guest_mode: bool = False
-    l1_regs: Optional[GuestRegs] = None
-    nested_pgd: Optional[int] = None
-
-    def name_of(self, obj: object) -> str:
-        """Which member ``obj`` is."""
-        for name in ("root_mmu", "tdp12_mmu", "root_walk", "walk01", "walk12"):
-            if getattr(self, name) is obj:
-                return name
-        raise ValueError(f"{obj!r} is not a structure of this vCPU")
+KvmMmu = py_class(2, "kvm_mmu", __name__)
+KvmVcpuArch = py_class(2, "kvm_vcpu_arch", __name__)
 
 
 class PagingContext(Walk12):
@@ -92,18 +38,10 @@ class PagingContext(Walk12):
     number = 2
     name = "paging_context"
 
-    def create_vcpu(self, vm):
+    def connect(self, vcpu) -> None:
         """Each ``kvm_mmu`` points to its paging context."""
-        check_instance("vm", vm, self._types()[0])
-        host = vm.host
-        v = KvmVcpuArch(host)
-        v.root_mmu.walk, v.tdp12_mmu.walk = v.root_walk, v.walk01
-        v.mmu, v.walk = v.root_mmu, v.root_walk
-        needs_pae = not (host.tdp_enabled and host.tdp_level > PT32E_ROOT_LEVEL)
-        v.root_mmu.pae_root = needs_pae
-        v.tdp12_mmu.pae_root = needs_pae and host.tdp_enabled
-        vm.vcpus.append(v)
-        return v
+        super().connect(vcpu)
+        vcpu.root_mmu.walk, vcpu.tdp12_mmu.walk = vcpu.root_walk, vcpu.walk01
 
     def walk_of(self, m):
         """``m->walk``."""
@@ -126,5 +64,3 @@ class PagingContext(Walk12):
         return {"mmu": vcpu.name_of(vcpu.mmu), "walk": vcpu.name_of(vcpu.walk),
                 "mmu->walk": vcpu.name_of(vcpu.mmu.walk)}
 
-
-_STRUCTURES[PagingContext] = {"vcpu": KvmVcpuArch, "mmu": KvmMmu}  # for the argument checks

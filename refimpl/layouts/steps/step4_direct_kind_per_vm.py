@@ -25,14 +25,13 @@ KVM's TDP MMU already keeps its roots per VM (``kvm->arch.tdp_mmu_roots``,
 
 from __future__ import annotations
 
-from refimpl.errors import check_instance
-from refimpl.layouts.legacy import Host
-from refimpl.layouts.split import KvmArch, KvmMmuKind, KvmVcpuArch
-from refimpl.layouts.steps.step0_legacy import _STRUCTURES
+from refimpl.layouts.model import Host
 from refimpl.layouts.steps.step3_kind import Kind
-from refimpl.host.roles import PT32E_ROOT_LEVEL
+from refimpl.layouts.structs import py_class
 
 __all__ = ["DirectKindPerVm"]
+
+KvmMmuKind = py_class(4, "kvm_mmu_kind")
 
 
 class DirectKindPerVm(Kind):
@@ -41,30 +40,15 @@ class DirectKindPerVm(Kind):
     number = 4
     name = "direct_kind_per_vm"
 
-    def create_vm(self, host: Host) -> KvmArch:
+    def create_vm(self, host: Host):
         """The VM, with an (empty) direct kind when TDP is on."""
-        if not isinstance(host, Host):
-            raise TypeError(f"host must be a Host, got {host!r}")
-        kvm = KvmArch(host)
+        kvm = super().create_vm(host)
         if host.tdp_enabled:
             kvm.direct_mmu = KvmMmuKind(direct=True)
-        kvm.vcpus = []
         return kvm
 
-    def create_vcpu(self, kvm):
-        """``root_mmu.kind = &kvm->arch.direct_mmu`` with TDP."""
-        check_instance("kvm", kvm, KvmArch)
-        host = kvm.host
-        v = KvmVcpuArch(kvm)
-        v.root_mmu.kind = kvm.direct_mmu if host.tdp_enabled else v.shadow_mmu
-        v.tdp12_mmu.kind = v.shadow_mmu
-        v.root_mmu.walk, v.tdp12_mmu.walk = v.root_walk, v.walk01
-        v.mmu, v.walk = v.root_mmu, v.root_walk
-        needs_pae = not (host.tdp_enabled and host.tdp_level > PT32E_ROOT_LEVEL)
-        v.root_mmu.pae_root = needs_pae
-        v.tdp12_mmu.pae_root = needs_pae and host.tdp_enabled
-        kvm.vcpus.append(v)
-        return v
+    def direct_kind(self, vcpu):
+        """The kind of TDP tables: ``&vcpu->kvm->arch.direct_mmu``."""
+        self._vcpu(vcpu)
+        return vcpu.kvm.direct_mmu
 
-
-_STRUCTURES[DirectKindPerVm] = {"vm": KvmArch, "vcpu": KvmVcpuArch}  # for the argument checks

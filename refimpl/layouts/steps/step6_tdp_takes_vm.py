@@ -13,20 +13,23 @@ Changed: ``tdp_mmu_map`` delegates to the new ``tdp_mmu_set_leaf``;
 
 KVM
 ---
-``kvm_tdp_mmu_map`` in ``arch/x86/kvm/mmu/tdp_mmu.c``; in-place recovery
-landed in v6.13 (``kvm_tdp_mmu_recover_huge_pages``).
+``kvm_tdp_mmu_map`` in ``arch/x86/kvm/mmu/tdp_mmu.c``; KVM later rebuilt
+huge pages in place from the VM (``kvm_tdp_mmu_recover_huge_pages``, same
+file).
 """
 
 from __future__ import annotations
 
-from refimpl.layouts.legacy import RootInfo
 from refimpl.errors import check_instance, check_range
-from refimpl.layouts.split import KvmArch
+from refimpl.host.mmu import RootInfo
 from refimpl.layouts.steps.step0_legacy import _GFN_LIMIT, SpteInputs
 from refimpl.layouts.steps.step5_spte_takes_kind import SpteTakesKind
 from refimpl.host.tdp_mmu import RecoveryStrategy
+from refimpl.layouts.structs import py_class
 
 __all__ = ["TdpTakesVm"]
+
+KvmArch = py_class(6, "kvm_arch")
 
 
 class TdpTakesVm(SpteTakesKind):

@@ -21,8 +21,8 @@ KVM
 from __future__ import annotations
 
 from refimpl.errors import check_range
-from refimpl.layouts.legacy import CR0_PG, CR0_WP
-from refimpl.layouts.steps.step0_legacy import _with
+from refimpl.host.roles import CR0_PG, CR0_WP
+from refimpl.layouts.steps.step0_legacy import Legacy, _with
 from refimpl.layouts.steps.step7_zero_check_per_vm import ZeroCheckPerVm
 
 __all__ = ["Cr0WpNoReset"]
@@ -46,4 +46,4 @@ class Cr0WpNoReset(ZeroCheckPerVm):
                 self.count("init_mmu_cr0_wp")
                 self.kvm_init_mmu(vcpu)
             return
-        super().set_cr0(vcpu, cr0)
+        Legacy.set_cr0(self, vcpu, cr0)  # the 2021 rule (also for today's layout)
