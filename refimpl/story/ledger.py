@@ -3,9 +3,11 @@
 One :class:`LedgerRow` per field of :class:`refimpl.layouts.legacy.KvmMmu` and
 per MMU pointer/instance of ``struct kvm_vcpu_arch``. Each row gives its home
 in the 2021 sketch (from :data:`refimpl.layouts.split.SKETCH_HOME` for fields),
-why, how Sean Christopherson classified it in the same thread (10/11 Nov 2021,
-``YYxvSfUPTXbclpSa@google.com``; he used the names of the time), and where
-the 2026 "chainsaw" series put it (``kvm_host.h`` of kvm-x86/linux, 2026).
+why, how Sean Christopherson classified it in the same thread (11 Nov 2021,
+01:18 UTC, ``YYxvSfUPTXbclpSa@google.com``, with his correction of 01:44,
+``YYx1mDJo/L79cKOH@google.com``; he used the names of the time), and where
+the 2026 "chainsaw" series put it (a stored 2026 ``kvm_host.h``, the one that
+defines ``struct kvm_pagewalk``).
 
 Glossary
 --------
@@ -39,7 +41,9 @@ __all__ = [
 ]
 
 POINTERS = ("root_mmu", "guest_mmu", "nested_mmu", "mmu", "walk_mmu")
-"""The MMU members of legacy ``struct kvm_vcpu_arch`` covered by the ledger."""
+"""The MMU members of legacy ``struct kvm_vcpu_arch`` covered by the ledger:
+three embedded ``struct kvm_mmu`` (``root_mmu``, ``guest_mmu``, ``nested_mmu``)
+and two pointers into them (``mmu``, ``walk_mmu``)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,9 @@ LEDGER: tuple[LedgerRow, ...] = (
     _f("page_fault", "entered while the vCPU runs on these roots", "kvm_mmu.page_fault"),
     _f("inject_page_fault", "delivers a fault found by a software walk", "kvm_pagewalk.inject_page_fault"),
     _f("gva_to_gpa", "the software walker itself", "kvm_pagewalk.gva_to_gpa"),
-    _f("sync_spte", "operates on one shadow page; needs no run-time state",
+    _f("sync_spte", "NULL in the per-VM direct kind, so only the per-vCPU shadow kind has "
+       "one; it still needs that vCPU: it reads the gpte through it and judges it with "
+       "the vCPU's paging context (KVM 2026: beside page_fault)",
        "kvm_mmu.sync_spte"),
     _f("root", "the roots differ per vCPU: normal, SMM, L2 without TDP",
        "kvm_mmu.root"),
@@ -99,7 +105,9 @@ LEDGER: tuple[LedgerRow, ...] = (
     _f("pae_root", "special root page of this vCPU's roots", "kvm_mmu.pae_root"),
     _f("pml4_root", "special root page of this vCPU's roots", "kvm_mmu.pml4_root"),
     _f("pml5_root", "special root page of this vCPU's roots", "kvm_mmu.pml5_root"),
-    _f("shadow_zero_check", "SPTE check needed by make_spte; host MAXPHYADDR, format, level",
+    _f("shadow_zero_check", "what make_spte checks: host MAXPHYADDR, format and root level "
+       "(the TDP level follows guest MAXPHYADDR; shadow tables also take guest GBPAGES), "
+       "so one per VM holds while all vCPUs share CPUID",
        "kvm_page_format rsvd bits (kvm_mmu.fmt)"),
     _f("guest_rsvd_check", "derived from the walked format and guest MAXPHYADDR", "kvm_page_format rsvd bits (kvm_pagewalk.fmt)"),
     _f("pdptrs", "PAE PDPTE registers of the guest being walked", "kvm_vcpu_arch.pdptrs"),
@@ -196,13 +204,15 @@ def ledger_markdown(rows: Sequence[LedgerRow] = LEDGER) -> str:
 
 
 LATER: tuple[tuple[str, str, str, str], ...] = (
-    ("2022", "MMU role refactoring (Bonzini, `20220204115718.14934-1-pbonzini@redhat.com`)",
+    ("2022", "MMU role refactoring (Bonzini; v1 `20220204115718.14934-1-pbonzini@redhat.com`, "
+     "v2 `20220221162243.683208-1-pbonzini@redhat.com`, v3 `20220414074000.31438-1-pbonzini@redhat.com`)",
      "`mmu_role` split into `cpu_role` and `root_role`; `direct_map`, "
      "`shadow_root_level`, `root_level`, `ept_ad` removed",
      "the sketch's split of guest format (paging context) from table format (MMU)"),
-    ("2023", "CR0.WP without MMU reset (Krause, Christopherson)",
-     "CR0.WP toggles with TDP only recompute `permissions`/`pkru_mask`; "
-     "`kvm_mmu_refresh_passthrough_bits`",
+    ("2023", "CR0.WP without MMU reset (Mathias Krause, v4 March 2023, with patches by "
+     "Christopherson and Bonzini)",
+     "with TDP a CR0.WP toggle no longer unloads the roots; "
+     "`__kvm_mmu_refresh_passthrough_bits` recomputes the guest paging metadata",
      "the mail's wish to drop `kvm_mmu_reset_context` on CR0.WP writes"),
     ("2026", "\"apply chainsaw to struct kvm_mmu\" (Bonzini, v2 2026-06-24)",
      "`kvm_pagewalk` + `kvm_page_format`; `nested_mmu` and `walk_mmu` deleted; "

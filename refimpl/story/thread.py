@@ -10,12 +10,14 @@ renders these tables and checks them against the models of today's structure
 Glossary
 --------
 Sean's groups
-    The five answers Sean gave to "could this field be per VM?":
-    guest context, redundant, previous roots, per VM under conditions, and
-    never per VM.
+    The answers Sean gave to "could this field be per VM?": guest context,
+    redundant, previous roots, per VM under conditions and never per VM in
+    his first message, plus "could be per VM" for the two fields he moved
+    there 26 minutes later.
 fate
     What the kernel did to a 2021 field by the classic tree this book models
-    (about v6.10): kept, renamed, merged into another field, or removed.
+    (``kvm_host.h`` of kvm-x86/linux at 04f2bbf1c779): kept, renamed, merged
+    into another field, or removed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from refimpl.errors import check_fields, check_items
+from refimpl.errors import check_fields, check_instance, check_items
 
 
 @dataclass(frozen=True)
@@ -49,17 +51,21 @@ class Message:
         check_fields(self, msg_id=str, author=str, date=str, gist=str)
 
 
-#: The thread, in order. Paolo's last message is the seed of this book.
+#: The thread, in order, with each message's date and time converted to UTC
+#: from its ``Date:`` header in the list archive. Paolo's last message is the
+#: seed of this book.
 THREAD: tuple[Message, ...] = (
     Message(
-        "20211110223010.1392399-1-bgardon@google.com", "Ben Gardon", "2021-11-10",
-        "RFC 00/19 'Optimize disabling dirty logging': with the TDP MMU, turning "
-        "dirty logging off on a 96-vCPU, 96 GiB VM took about 45 s against 3.5 s "
-        "for the legacy MMU. The series batches TLB flushes and rebuilds huge "
-        "pages in place; patches 6-12 make make_spte() work without a vCPU.",
+        "20211110223010.1392399-1-bgardon@google.com", "Ben Gardon", "2021-11-10 22:29",
+        "RFC 00/19 'Optimize disabling dirty logging': on a 96-vCPU, 96 GiB VM, "
+        "turning dirty logging off took about 45 s with the TDP MMU against 3.5 s "
+        "with the legacy MMU (the older code for the same EPT tables, kvm.tdp_mmu=0; "
+        "not shadow paging). The series batches TLB flushes and rebuilds huge "
+        "pages in place (about 2 s); patches 6-12 make make_spte() work without "
+        "a vCPU.",
     ),
     Message(
-        "80407e4a-36e1-e606-ed9f-74429f850e77@redhat.com", "Paolo Bonzini", "2021-11-10",
+        "80407e4a-36e1-e606-ed9f-74429f850e77@redhat.com", "Paolo Bonzini", "2021-11-10 22:44",
         "On patch 11 (shadow_zero_check out of make_spte): with EPT/NPT most of "
         "vcpu->arch.mmu is the same for every vCPU; only what depends on the "
         "guest's paging mode differs, and only the emulator needs it. Suggests "
@@ -67,7 +73,7 @@ THREAD: tuple[Message, ...] = (
     ),
     Message(
         "CANgfPd8hzDU+v52t9Kr=b48utC1p_j3yJ8gHzo-uifAxHbh-eQ@mail.gmail.com",
-        "Ben Gardon", "2021-11-10",
+        "Ben Gardon", "2021-11-10 23:49",
         "Agrees: a per-vCPU kvm_mmu has always puzzled him; a per-VM part would "
         "formalise the MMU interface.",
     ),
@@ -77,6 +83,12 @@ THREAD: tuple[Message, ...] = (
         "struct kvm_mmu (the table SEAN_FIELDS). Nothing that holds a root can "
         "be per VM: a VM may need up to three sets of TDP tables (normal, SMM, "
         "and L2's when L1 does not use TDP).",
+    ),
+    Message(
+        "YYx1mDJo/L79cKOH@google.com", "Sean Christopherson", "2021-11-11 01:44",
+        "Corrects himself: page_fault and inject_page_fault, which he had listed "
+        "as guest context, could be per VM; neither is particularly interesting "
+        "(the table SEAN_CORRECTIONS).",
     ),
     Message(
         "2c924ef5-2ff9-c9a8-f28c-8bedaf8b1af6@redhat.com", "Paolo Bonzini",
@@ -97,11 +109,13 @@ class SeanGroup(Enum):
     PREV_ROOTS = "droppable only if TDP roots were tracked per VM"
     PER_VM_IF = "per VM only if MAXPHYADDR were uniform or 4- vs 5-level TDP went away"
     NEVER_PER_VM = "a root, i.e. a shadow page: never per VM (normal, SMM, L2 roots)"
+    PER_VM = "could be per VM (his correction, 26 minutes later)"
 
 
-#: ``struct kvm_mmu`` as Sean listed it on 11 Nov 2021 (message
+#: ``struct kvm_mmu`` as Sean listed it on 11 Nov 2021 at 01:18 UTC (message
 #: YYxvSfUPTXbclpSa@google.com), in his order, with his group for each field.
-#: His list is exhaustive: he ends with "that leaves us with" the roots.
+#: His list is exhaustive: he ends with "that leaves us with" the roots. Two
+#: of these groups he corrected 26 minutes later (:data:`SEAN_CORRECTIONS`).
 SEAN_FIELDS: tuple[tuple[str, SeanGroup], ...] = (
     ("get_guest_pgd", SeanGroup.GUEST_CONTEXT),
     ("get_pdptr", SeanGroup.GUEST_CONTEXT),
@@ -130,6 +144,32 @@ SEAN_FIELDS: tuple[tuple[str, SeanGroup], ...] = (
 )
 
 
+#: Sean's reply to himself at 01:44 UTC (message YYx1mDJo/L79cKOH@google.com):
+#: the fields whose group he changed, with the new group. ``SEAN_FIELDS``
+#: keeps what the first message said.
+SEAN_CORRECTIONS: dict[str, SeanGroup] = {
+    "page_fault": SeanGroup.PER_VM,
+    "inject_page_fault": SeanGroup.PER_VM,
+}
+
+
+def sean_final(field: str) -> SeanGroup:
+    """Sean's group for a 2021 field after his correction.
+
+    Raises
+    ------
+    ValueError
+        ``field`` is not one of the fields Sean listed.
+    TypeError
+        ``field`` is not a str.
+    """
+    check_instance("field", field, str)
+    first = dict(SEAN_FIELDS)
+    if field not in first:
+        raise ValueError(f"Sean did not list {field!r}; he listed {sorted(first)}")
+    return SEAN_CORRECTIONS.get(field, first[field])
+
+
 @dataclass(frozen=True)
 class Fate:
     """What became of one 2021 field in the classic tree.
@@ -156,8 +196,9 @@ class Fate:
         check_fields(self, field=str, now=tuple, how=str, source=str)
 
 
-_ROLES_2022 = "MMU role refactoring, 2022 (20220204115718.14934-1-pbonzini@redhat.com)"
-_SYNC_2023 = "9fd4a4e3a3d9, Lai Jiangshan, 2023: FNAME(invlpg) removed, sync_spte used"
+_ROLES_2022 = "role series, Paolo Bonzini, 2022 (v3: 20220414074000.31438-1-pbonzini@redhat.com)"
+_SYNC_2023 = "c3c6c9fc5d24, Lai Jiangshan, 2023: sync_page renamed sync_spte, one SPTE per call"
+_INVLPG_2023 = "9fd4a4e3a3d9, Lai Jiangshan, 2023: FNAME(invlpg) removed, INVLPG syncs through sync_spte"
 
 #: Each 2021 field's fate. Kept fields map to themselves.
 FATES: tuple[Fate, ...] = (
@@ -166,13 +207,13 @@ FATES: tuple[Fate, ...] = (
     Fate("page_fault", ("page_fault",), "kept", "-"),
     Fate("inject_page_fault", ("inject_page_fault",), "kept", "-"),
     Fate("gva_to_gpa", ("gva_to_gpa",), "kept (gains the walking kvm_mmu as a parameter)",
-         "1f5a21ee8400, Lai Jiangshan, 2021"),
+         "1f5a21ee8400, Lai Jiangshan, posted Nov 2021"),
     Fate("translate_gpa", (), "removed: the nested translation became the helper "
          "kvm_translate_gpa() in mmu.h, chosen by comparing against nested_mmu",
-         "c59a0f57fa32, Lai Jiangshan, 2021"),
+         "c59a0f57fa32, Lai Jiangshan, posted Nov 2021"),
     Fate("sync_page", ("sync_spte",), "replaced by a per-SPTE callback", _SYNC_2023),
     Fate("invlpg", ("sync_spte",), "INVLPG now syncs single SPTEs through sync_spte",
-         _SYNC_2023),
+         _INVLPG_2023),
     Fate("mmu_role", ("cpu_role", "root_role"),
          "split into the guest's format (cpu_role) and the format of KVM's tables "
          "(root_role)", _ROLES_2022),
@@ -272,12 +313,25 @@ def groups_of(field: str) -> dict[SeanGroup, list[str]]:
     return out
 
 
+def group_label(g: SeanGroup) -> str:
+    """A group's name as prose: ``SeanGroup.PER_VM_IF`` -> ``"per VM if"``."""
+    check_instance("g", g, SeanGroup)
+    return g.name.lower().replace("_", " ").replace(" vm", " VM")
+
+
 def sean_summary(field: str) -> str:
-    """Sean's groups for today's ``field``, with the 2021 names, as one line."""
+    """Sean's groups for today's ``field``, with the 2021 names, as one line.
+
+    A group he corrected is shown as ``first -> corrected``.
+    """
     parts = []
     for g, olds in groups_of(field).items():
         names = ", ".join(olds)
-        parts.append(g.name.lower().replace("_", " ") + ("" if names == field else f" (as {names})"))
+        text = group_label(g)
+        fixed = {sean_final(o) for o in olds} - {g}
+        if fixed:
+            text += " -> " + ", ".join(sorted(group_label(x) for x in fixed))
+        parts.append(text + ("" if names == field else f" (as {names})"))
     return "; ".join(parts)
 
 
@@ -288,7 +342,10 @@ def sean_table() -> str:
     for name, group in SEAN_FIELDS:
         f = fate[name]
         now = ", ".join(f"`{n}`" for n in f.now) or "(gone)"
-        rows.append(f"| `{name}` | {group.name.lower()} | {now} | {f.how} | {f.source} |")
+        said = group_label(group)
+        if name in SEAN_CORRECTIONS:
+            said = f"~~{said}~~ {group_label(SEAN_CORRECTIONS[name])} (01:44)"
+        rows.append(f"| `{name}` | {said} | {now} | {f.how} | {f.source} |")
     return "\n".join(rows)
 
 
