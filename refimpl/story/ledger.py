@@ -119,7 +119,7 @@ LEDGER: tuple[LedgerRow, ...] = (
               "-", "kvm_vcpu_arch.guest_mmu (+ ngpa_walk)"),
     LedgerRow("kvm_vcpu_arch.nested_mmu", "kvm_vcpu_arch.walk12",
               "only its paging-context half was ever used", "-",
-              "deleted (gva_walk re-initialised for L2)"),
+              "deleted (gva_walk is the one gva->gpa walker)"),
     LedgerRow("kvm_vcpu_arch.mmu", "kvm_vcpu_arch.mmu",
               "still the fault-handling MMU: &root_mmu or &tdp12_mmu", "-",
               "kvm_vcpu_arch.mmu"),
