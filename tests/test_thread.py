@@ -48,7 +48,7 @@ def test_his_correction_moves_exactly_the_two_fault_callbacks():
 def test_the_correction_shows_in_the_tables():
     assert thread.sean_summary("page_fault") == "guest context -> per VM"
     row = next(r for r in thread.sean_table().splitlines() if r.startswith("| `inject_page_fault`"))
-    assert "~~guest context~~ per VM (01:44)" in row
+    assert "guest context → per VM (01:44)" in row
     assert thread.group_label(G.PER_VM_IF) == "per VM if"
 
 
@@ -80,7 +80,12 @@ def test_each_fate_cites_the_commit_that_made_it():
     assert src["sync_page"].startswith("c3c6c9fc5d24")
     assert src["invlpg"].startswith("9fd4a4e3a3d9")
     assert src["root_pgd"].startswith("b9e5603c2a3a") and src["root_hpa"].startswith("b9e5603c2a3a")
-    assert "20220414074000.31438-1-pbonzini@redhat.com" in src["direct_map"]   # v3, the one merged
+    assert src["direct_map"] == src["ept_ad"] == "role series, Paolo Bonzini, 2022"
+    # The series' cover letters, read in the archive: v1 4 Feb, v2 21 Feb,
+    # v3 14 Apr 2022 (the version merged).
+    assert thread.ROLE_SERIES == ("20220204115718.14934-1-pbonzini@redhat.com",
+                                  "20220221162243.683208-1-pbonzini@redhat.com",
+                                  "20220414074000.31438-1-pbonzini@redhat.com")
 
 
 def test_the_thread_in_order_with_utc_times():

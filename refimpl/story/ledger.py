@@ -38,6 +38,7 @@ __all__ = [
     "ledger_markdown",
     "later_markdown",
     "LATER",
+    "SHORT_STRUCT",
 ]
 
 POINTERS = ("root_mmu", "guest_mmu", "nested_mmu", "mmu", "walk_mmu")
@@ -188,8 +189,32 @@ def ledger_rows(rows: Sequence[LedgerRow] = LEDGER) -> list[tuple[str, ...]]:
     return [(r.legacy, r.home, r.reason, r.sean, r.home_2026) for r in rows]
 
 
+#: Short names of the sketch's structures in :func:`ledger_markdown`'s home column.
+SHORT_STRUCT: dict[str, str] = {
+    "kvm_paging_context": "ctx",
+    "kvm_mmu_kind": "kind",
+    "kvm_mmu": "mmu",
+    "kvm_vcpu_arch": "vcpu",
+    "kvm_arch": "kvm",
+}
+
+
+def _short_home(home: str) -> str:
+    struct, _, name = home.partition(".")
+    return f"{SHORT_STRUCT.get(struct, struct)}.{name}" if name else home
+
+
+def _today(legacy: str) -> str:
+    struct, _, name = legacy.partition(".")
+    return f"`{name}`" + (" (vCPU)" if struct == "kvm_vcpu_arch" else "")
+
+
 def ledger_markdown(rows: Sequence[LedgerRow] = LEDGER) -> str:
-    """The ledger as a Markdown table.
+    """The ledger as a Markdown table that fits a narrow page.
+
+    The first column drops the ``kvm_mmu.`` / ``kvm_vcpu_arch.`` prefix (a
+    vCPU member is marked "(vCPU)"); the home column abbreviates the sketch's
+    structures as :data:`SHORT_STRUCT` says (the chapter gives the legend).
 
     Raises
     ------
@@ -197,9 +222,9 @@ def ledger_markdown(rows: Sequence[LedgerRow] = LEDGER) -> str:
         ``rows`` not an iterable of :class:`LedgerRow`.
     """
     rows = check_items("rows", rows, LedgerRow)
-    lines = ["| today | home in the 2021 sketch | why | Sean, Nov 2021 |",
-             "|---|---|---|---|"]
-    lines += [f"| `{r.legacy}` | `{r.home}` | {r.reason} | {r.sean} |" for r in rows]
+    lines = ["| today | home in the sketch | why | Sean, Nov 2021 |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {_today(r.legacy)} | `{_short_home(r.home)}` | {r.reason} | {r.sean} |")
     return "\n".join(lines)
 
 
@@ -223,9 +248,12 @@ LATER: tuple[tuple[str, str, str, str], ...] = (
 
 
 def later_markdown() -> str:
-    """:data:`LATER` plus the 2026 home of each legacy field, as Markdown."""
+    """:data:`LATER` plus the 2026 home of each legacy field, as Markdown.
+
+    The sketch column abbreviates structures as :data:`SHORT_STRUCT` says.
+    """
     lines = ["| year | series | what changed | relation to the sketch |", "|---|---|---|---|"]
     lines += [f"| {y} | {s} | {c} | {r} |" for y, s, c, r in LATER]
     lines += ["", "| today | 2021 sketch | 2026 |", "|---|---|---|"]
-    lines += [f"| `{r.legacy}` | `{r.home}` | `{r.home_2026}` |" for r in LEDGER]
+    lines += [f"| {_today(r.legacy)} | `{_short_home(r.home)}` | {r.home_2026} |" for r in LEDGER]
     return "\n".join(lines)

@@ -196,9 +196,16 @@ class Fate:
         check_fields(self, field=str, now=tuple, how=str, source=str)
 
 
-_ROLES_2022 = "role series, Paolo Bonzini, 2022 (v3: 20220414074000.31438-1-pbonzini@redhat.com)"
-_SYNC_2023 = "c3c6c9fc5d24, Lai Jiangshan, 2023: sync_page renamed sync_spte, one SPTE per call"
-_INVLPG_2023 = "9fd4a4e3a3d9, Lai Jiangshan, 2023: FNAME(invlpg) removed, INVLPG syncs through sync_spte"
+#: Paolo Bonzini's 2022 MMU role series, by Message-ID of its cover letters:
+#: v1 (4 Feb), v2 (21 Feb) and v3 (14 Apr, the version merged).
+ROLE_SERIES: tuple[str, str, str] = (
+    "20220204115718.14934-1-pbonzini@redhat.com",
+    "20220221162243.683208-1-pbonzini@redhat.com",
+    "20220414074000.31438-1-pbonzini@redhat.com",
+)
+
+_ROLES_2022 = "role series, Paolo Bonzini, 2022"
+_ROOT_2022 = "b9e5603c2a3a, Paolo Bonzini, 2022"
 
 #: Each 2021 field's fate. Kept fields map to themselves.
 FATES: tuple[Fate, ...] = (
@@ -206,32 +213,30 @@ FATES: tuple[Fate, ...] = (
     Fate("get_pdptr", ("get_pdptr",), "kept", "-"),
     Fate("page_fault", ("page_fault",), "kept", "-"),
     Fate("inject_page_fault", ("inject_page_fault",), "kept", "-"),
-    Fate("gva_to_gpa", ("gva_to_gpa",), "kept (gains the walking kvm_mmu as a parameter)",
-         "1f5a21ee8400, Lai Jiangshan, posted Nov 2021"),
-    Fate("translate_gpa", (), "removed: the nested translation became the helper "
-         "kvm_translate_gpa() in mmu.h, chosen by comparing against nested_mmu",
-         "c59a0f57fa32, Lai Jiangshan, posted Nov 2021"),
-    Fate("sync_page", ("sync_spte",), "replaced by a per-SPTE callback", _SYNC_2023),
-    Fate("invlpg", ("sync_spte",), "INVLPG now syncs single SPTEs through sync_spte",
-         _INVLPG_2023),
+    Fate("gva_to_gpa", ("gva_to_gpa",), "kept; gains the walking kvm_mmu as a parameter",
+         "1f5a21ee8400, Lai Jiangshan, 2021"),
+    Fate("translate_gpa", (), "removed: kvm_translate_gpa() in mmu.h translates only when "
+         "the walking MMU is nested_mmu", "c59a0f57fa32, Lai Jiangshan, 2021"),
+    Fate("sync_page", ("sync_spte",), "renamed sync_spte; syncs one SPTE per call",
+         "c3c6c9fc5d24, Lai Jiangshan, 2023"),
+    Fate("invlpg", ("sync_spte",), "removed: INVLPG syncs single SPTEs through sync_spte",
+         "9fd4a4e3a3d9, Lai Jiangshan, 2023"),
     Fate("mmu_role", ("cpu_role", "root_role"),
          "split into the guest's format (cpu_role) and the format of KVM's tables "
          "(root_role)", _ROLES_2022),
-    Fate("root_level", ("cpu_role",), "read as cpu_role.base.level", _ROLES_2022),
+    Fate("root_level", ("cpu_role",), "removed: read as cpu_role.base.level", _ROLES_2022),
     Fate("permissions", ("permissions",), "kept", "-"),
     Fate("pkru_mask", ("pkru_mask",), "kept", "-"),
     Fate("guest_rsvd_check", ("guest_rsvd_check",), "kept", "-"),
     Fate("pdptrs", ("pdptrs",), "kept", "-"),
-    Fate("root_pgd", ("root",), "merged with root_hpa into root {pgd, hpa}",
-         "b9e5603c2a3a, Paolo Bonzini, 2022"),
-    Fate("ept_ad", ("root_role",), "deleted: read as root_role.ad_disabled", _ROLES_2022),
-    Fate("direct_map", ("root_role",), "deleted: read as root_role.direct", _ROLES_2022),
-    Fate("shadow_root_level", ("root_role",), "deleted: read as root_role.level",
+    Fate("root_pgd", ("root",), "merged with root_hpa into root {pgd, hpa}", _ROOT_2022),
+    Fate("ept_ad", ("root_role",), "removed: read as root_role.ad_disabled", _ROLES_2022),
+    Fate("direct_map", ("root_role",), "removed: read as root_role.direct", _ROLES_2022),
+    Fate("shadow_root_level", ("root_role",), "removed: read as root_role.level",
          _ROLES_2022),
     Fate("prev_roots", ("prev_roots",), "kept", "-"),
     Fate("shadow_zero_check", ("shadow_zero_check",), "kept", "-"),
-    Fate("root_hpa", ("root",), "merged with root_pgd into root {pgd, hpa}",
-         "b9e5603c2a3a, Paolo Bonzini, 2022"),
+    Fate("root_hpa", ("root",), "merged with root_pgd into root {pgd, hpa}", _ROOT_2022),
     Fate("pae_root", ("pae_root",), "kept", "-"),
     Fate("pml4_root", ("pml4_root",), "kept", "-"),
     Fate("pml5_root", ("pml5_root",), "kept", "-"),
@@ -336,16 +341,21 @@ def sean_summary(field: str) -> str:
 
 
 def sean_table() -> str:
-    """Sean's fields with their group and fate, as a Markdown table."""
+    """Sean's fields with his group and their fate, as a four-column Markdown table.
+
+    A group he corrected reads ``first -> corrected (01:44)``; the fate column
+    joins what happened and the commit or series that did it.
+    """
     fate = {f.field: f for f in FATES}
-    rows = ["| 2021 field | Sean's group | today | how | source |", "|---|---|---|---|---|"]
+    rows = ["| 2021 field | Sean's group | today | what happened |", "|---|---|---|---|"]
     for name, group in SEAN_FIELDS:
         f = fate[name]
         now = ", ".join(f"`{n}`" for n in f.now) or "(gone)"
         said = group_label(group)
         if name in SEAN_CORRECTIONS:
-            said = f"~~{said}~~ {group_label(SEAN_CORRECTIONS[name])} (01:44)"
-        rows.append(f"| `{name}` | {said} | {now} | {f.how} | {f.source} |")
+            said = f"{said} → {group_label(SEAN_CORRECTIONS[name])} (01:44)"
+        what = f.how if f.source == "-" else f"{f.how} ({f.source})"
+        rows.append(f"| `{name}` | {said} | {now} | {what} |")
     return "\n".join(rows)
 
 
@@ -354,3 +364,14 @@ def thread_table() -> str:
     rows = ["| date | author | Message-ID | gist |", "|---|---|---|---|"]
     rows += [f"| {m.date} | {m.author} | `{m.msg_id}` | {m.gist} |" for m in THREAD]
     return "\n".join(rows)
+
+
+def thread_markdown() -> str:
+    """The thread's messages as a Markdown list: time and author, gist, Message-ID.
+
+    The list reads better than :func:`thread_table` in a narrow page, where a
+    long Message-ID would squeeze the gist out of a table.
+    """
+    items = [f"- **{m.date} UTC, {m.author}.** {m.gist} Message-ID `{m.msg_id}`."
+             for m in THREAD]
+    return "\n".join(items)
