@@ -46,10 +46,12 @@ def test_his_correction_moves_exactly_the_two_fault_callbacks():
 
 
 def test_the_correction_shows_in_the_tables():
-    assert thread.sean_summary("page_fault") == "guest context -> per VM"
+    assert thread.sean_summary("page_fault") == "guest context → per VM"
     row = next(r for r in thread.sean_table().splitlines() if r.startswith("| `inject_page_fault`"))
     assert "guest context → per VM (01:44)" in row
-    assert thread.group_label(G.PER_VM_IF) == "per VM if"
+    assert thread.group_label(G.PER_VM_IF) == "per VM under conditions"
+    assert thread.sean_summary("prev_roots") == "previous roots"
+    assert set(thread.GROUP_LABELS) == set(G)      # every group has a label
 
 
 def test_fates_turn_2021_into_the_classic_structure():

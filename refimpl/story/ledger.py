@@ -89,9 +89,8 @@ LEDGER: tuple[LedgerRow, ...] = (
     _f("page_fault", "entered while the vCPU runs on these roots", "kvm_mmu.page_fault"),
     _f("inject_page_fault", "delivers a fault found by a software walk", "kvm_pagewalk.inject_page_fault"),
     _f("gva_to_gpa", "the software walker itself", "kvm_pagewalk.gva_to_gpa"),
-    _f("sync_spte", "NULL in the per-VM direct kind, so only the per-vCPU shadow kind has "
-       "one; it still needs that vCPU: it reads the gpte through it and judges it with "
-       "the vCPU's paging context (KVM 2026: beside page_fault)",
+    _f("sync_spte", "NULL for TDP, so only the per-vCPU shadow kind has one; it needs that "
+       "vCPU to read and judge the gpte (KVM 2026: in kvm_mmu)",
        "kvm_mmu.sync_spte"),
     _f("root", "the roots differ per vCPU: normal, SMM, L2 without TDP",
        "kvm_mmu.root"),
@@ -106,9 +105,8 @@ LEDGER: tuple[LedgerRow, ...] = (
     _f("pae_root", "special root page of this vCPU's roots", "kvm_mmu.pae_root"),
     _f("pml4_root", "special root page of this vCPU's roots", "kvm_mmu.pml4_root"),
     _f("pml5_root", "special root page of this vCPU's roots", "kvm_mmu.pml5_root"),
-    _f("shadow_zero_check", "what make_spte checks: host MAXPHYADDR, format and root level "
-       "(the TDP level follows guest MAXPHYADDR; shadow tables also take guest GBPAGES), "
-       "so one per VM holds while all vCPUs share CPUID",
+    _f("shadow_zero_check", "what make_spte checks; from the guest only CPUID (GBPAGES, "
+       "MAXPHYADDR via the TDP level) and the shadow root level",
        "kvm_page_format rsvd bits (kvm_mmu.fmt)"),
     _f("guest_rsvd_check", "derived from the walked format and guest MAXPHYADDR", "kvm_page_format rsvd bits (kvm_pagewalk.fmt)"),
     _f("pdptrs", "PAE PDPTE registers of the guest being walked", "kvm_vcpu_arch.pdptrs"),

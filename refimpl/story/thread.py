@@ -79,16 +79,15 @@ THREAD: tuple[Message, ...] = (
     ),
     Message(
         "YYxvSfUPTXbclpSa@google.com", "Sean Christopherson", "2021-11-11 01:18",
-        "Asks what would actually move, and goes through every field of "
-        "struct kvm_mmu (the table SEAN_FIELDS). Nothing that holds a root can "
+        "Asks what would actually move, and sorts every field of struct kvm_mmu "
+        "into groups. Nothing that holds a root can "
         "be per VM: a VM may need up to three sets of TDP tables (normal, SMM, "
         "and L2's when L1 does not use TDP).",
     ),
     Message(
         "YYx1mDJo/L79cKOH@google.com", "Sean Christopherson", "2021-11-11 01:44",
         "Corrects himself: page_fault and inject_page_fault, which he had listed "
-        "as guest context, could be per VM; neither is particularly interesting "
-        "(the table SEAN_CORRECTIONS).",
+        "as guest context, could be per VM; neither is particularly interesting.",
     ),
     Message(
         "2c924ef5-2ff9-c9a8-f28c-8bedaf8b1af6@redhat.com", "Paolo Bonzini",
@@ -318,10 +317,27 @@ def groups_of(field: str) -> dict[SeanGroup, list[str]]:
     return out
 
 
+#: How the chapters name each of Sean's groups.
+GROUP_LABELS: dict[SeanGroup, str] = {
+    SeanGroup.GUEST_CONTEXT: "guest context",
+    SeanGroup.REDUNDANT: "redundant",
+    SeanGroup.PREV_ROOTS: "previous roots",
+    SeanGroup.PER_VM_IF: "per VM under conditions",
+    SeanGroup.NEVER_PER_VM: "never per VM",
+    SeanGroup.PER_VM: "per VM",
+}
+
+
 def group_label(g: SeanGroup) -> str:
-    """A group's name as prose: ``SeanGroup.PER_VM_IF`` -> ``"per VM if"``."""
+    """A group's name as prose: ``SeanGroup.PER_VM_IF`` -> ``"per VM under conditions"``.
+
+    Raises
+    ------
+    TypeError
+        ``g`` is not a :class:`SeanGroup`.
+    """
     check_instance("g", g, SeanGroup)
-    return g.name.lower().replace("_", " ").replace(" vm", " VM")
+    return GROUP_LABELS[g]
 
 
 def sean_summary(field: str) -> str:
@@ -335,7 +351,7 @@ def sean_summary(field: str) -> str:
         text = group_label(g)
         fixed = {sean_final(o) for o in olds} - {g}
         if fixed:
-            text += " -> " + ", ".join(sorted(group_label(x) for x in fixed))
+            text += " → " + ", ".join(sorted(group_label(x) for x in fixed))
         parts.append(text + ("" if names == field else f" (as {names})"))
     return "; ".join(parts)
 

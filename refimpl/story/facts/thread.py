@@ -138,8 +138,35 @@ FACTS = (
     Fact("kvm_mmu_get_tdp_level", "function",
          "the TDP root level is tdp_root_level when the vendor forces one, else 4 when "
          "max_tdp_level is 5 and the guest's cpuid_maxphyaddr is at most 48, else "
-         "max_tdp_level: 4 or 5, depending on guest MAXPHYADDR",
+         "max_tdp_level: 4 or 5, depending on guest MAXPHYADDR; kvm_mmu_get_max_tdp_level "
+         "returns the deepest level; SVM forces the host's paging level "
+         "(kvm_configure_mmu(npt_enabled, get_npt_level(), get_npt_level(), ...))",
+         MMU_C + "; svm_hardware_setup as quoted in a stored page on the KVM MMU", True),
+    Fact("rsvd-rows-by-level", "behaviour",
+         "__reset_rsvds_bits_mask: for level 3 (PAE) high_bits_rsvd covers bits up to 62, "
+         "for 4 and 5 levels up to 51; the 5-level case only adds the level-5 rows before "
+         "falling through to the 4-level rows; bit 7 of level-3 entries is reserved "
+         "without gbpages; __reset_rsvds_bits_mask_ept takes no level",
          MMU_C, True),
+    Fact("kvm_init_shadow_npt_mmu-nx", "function",
+         "the shadow NPT root role is the CPU role computed from L1's CR0/CR4/EFER with "
+         "the TDP level (passthrough when 5 over 4), so its efer_nx is L1's EFER.NX",
+         MMU_C, True),
+    Fact("translate_nested_gpa", "function",
+         "translate_nested_gpa (arch/x86/kvm/x86.c) walks with vcpu->arch.mmu->gva_to_gpa, "
+         "adding PFERR_USER_MASK ('NPT walks are always user-walks')",
+         "stored x86.c of Linux 6.12 (segment copy)", True),
+    Fact("kvm_inject_emulated_page_fault", "function",
+         "kvm_inject_emulated_page_fault (x86.c) injects through vcpu->arch.mmu when "
+         "fault->nested_page_fault, else through vcpu->arch.walk_mmu",
+         "stored x86.c copies and patch mails", True),
+    Fact("nested_ept_init_mmu_context", "function",
+         "nested_ept_init_mmu_context (arch/x86/kvm/vmx/nested.c) sets mmu = &guest_mmu and "
+         "walk_mmu = &nested_mmu; nested_ept_uninit_mmu_context sets both to &root_mmu",
+         "stored vmx/nested.c", True),
+    Fact("mmu_is_nested", "function",
+         "mmu_is_nested (arch/x86/kvm/x86.h) is walk_mmu == &nested_mmu",
+         "stored x86.h copies", True),
     Fact("kvm_calc_tdp_mmu_root_page_role", "function",
          "the TDP root role: access ACC_ALL, cr0_wp 1, efer_nx 1, direct 1, level from "
          "kvm_mmu_get_tdp_level, ad_disabled from kvm_ad_enabled, smm and guest_mode "
