@@ -3,9 +3,11 @@
 One :class:`LedgerRow` per field of :class:`refimpl.layouts.legacy.KvmMmu` and
 per MMU pointer/instance of ``struct kvm_vcpu_arch``. Each row gives its home
 in the 2021 sketch (from :data:`refimpl.layouts.split.SKETCH_HOME` for fields),
-why, how Sean Christopherson classified it in the same thread (10/11 Nov 2021,
-``YYxvSfUPTXbclpSa@google.com``; he used the names of the time), and where
-the 2026 "chainsaw" series put it (``kvm_host.h`` of kvm-x86/linux, 2026).
+why, how Sean Christopherson classified it in the same thread (11 Nov 2021,
+01:18 UTC, ``YYxvSfUPTXbclpSa@google.com``, with his correction of 01:44,
+``YYx1mDJo/L79cKOH@google.com``; he used the names of the time), and where
+the 2026 "chainsaw" series put it (a stored 2026 ``kvm_host.h``, the one that
+defines ``struct kvm_pagewalk``).
 
 Glossary
 --------
@@ -36,10 +38,13 @@ __all__ = [
     "ledger_markdown",
     "later_markdown",
     "LATER",
+    "SHORT_STRUCT",
 ]
 
 POINTERS = ("root_mmu", "guest_mmu", "nested_mmu", "mmu", "walk_mmu")
-"""The MMU members of legacy ``struct kvm_vcpu_arch`` covered by the ledger."""
+"""The MMU members of legacy ``struct kvm_vcpu_arch`` covered by the ledger:
+three embedded ``struct kvm_mmu`` (``root_mmu``, ``guest_mmu``, ``nested_mmu``)
+and two pointers into them (``mmu``, ``walk_mmu``)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,8 @@ LEDGER: tuple[LedgerRow, ...] = (
     _f("page_fault", "entered while the vCPU runs on these roots", "kvm_mmu.page_fault"),
     _f("inject_page_fault", "delivers a fault found by a software walk", "kvm_pagewalk.inject_page_fault"),
     _f("gva_to_gpa", "the software walker itself", "kvm_pagewalk.gva_to_gpa"),
-    _f("sync_spte", "operates on one shadow page; needs no run-time state",
+    _f("sync_spte", "NULL for TDP, so only the per-vCPU shadow kind has one; it needs that "
+       "vCPU to read and judge the gpte (KVM 2026: in kvm_mmu)",
        "kvm_mmu.sync_spte"),
     _f("root", "the roots differ per vCPU: normal, SMM, L2 without TDP",
        "kvm_mmu.root"),
@@ -99,7 +105,8 @@ LEDGER: tuple[LedgerRow, ...] = (
     _f("pae_root", "special root page of this vCPU's roots", "kvm_mmu.pae_root"),
     _f("pml4_root", "special root page of this vCPU's roots", "kvm_mmu.pml4_root"),
     _f("pml5_root", "special root page of this vCPU's roots", "kvm_mmu.pml5_root"),
-    _f("shadow_zero_check", "SPTE check needed by make_spte; host MAXPHYADDR, format, level",
+    _f("shadow_zero_check", "what make_spte checks; from the guest only CPUID (GBPAGES, "
+       "MAXPHYADDR via the TDP level) and the shadow root level",
        "kvm_page_format rsvd bits (kvm_mmu.fmt)"),
     _f("guest_rsvd_check", "derived from the walked format and guest MAXPHYADDR", "kvm_page_format rsvd bits (kvm_pagewalk.fmt)"),
     _f("pdptrs", "PAE PDPTE registers of the guest being walked", "kvm_vcpu_arch.pdptrs"),
@@ -111,7 +118,7 @@ LEDGER: tuple[LedgerRow, ...] = (
               "-", "kvm_vcpu_arch.guest_mmu (+ ngpa_walk)"),
     LedgerRow("kvm_vcpu_arch.nested_mmu", "kvm_vcpu_arch.walk12",
               "only its paging-context half was ever used", "-",
-              "deleted (gva_walk re-initialised for L2)"),
+              "deleted (gva_walk is the one gva->gpa walker)"),
     LedgerRow("kvm_vcpu_arch.mmu", "kvm_vcpu_arch.mmu",
               "still the fault-handling MMU: &root_mmu or &tdp12_mmu", "-",
               "kvm_vcpu_arch.mmu"),
@@ -180,8 +187,32 @@ def ledger_rows(rows: Sequence[LedgerRow] = LEDGER) -> list[tuple[str, ...]]:
     return [(r.legacy, r.home, r.reason, r.sean, r.home_2026) for r in rows]
 
 
+#: Short names of the sketch's structures in :func:`ledger_markdown`'s home column.
+SHORT_STRUCT: dict[str, str] = {
+    "kvm_paging_context": "ctx",
+    "kvm_mmu_kind": "kind",
+    "kvm_mmu": "mmu",
+    "kvm_vcpu_arch": "vcpu",
+    "kvm_arch": "kvm",
+}
+
+
+def _short_home(home: str) -> str:
+    struct, _, name = home.partition(".")
+    return f"{SHORT_STRUCT.get(struct, struct)}.{name}" if name else home
+
+
+def _today(legacy: str) -> str:
+    struct, _, name = legacy.partition(".")
+    return f"`{name}`" + (" (vCPU)" if struct == "kvm_vcpu_arch" else "")
+
+
 def ledger_markdown(rows: Sequence[LedgerRow] = LEDGER) -> str:
-    """The ledger as a Markdown table.
+    """The ledger as a Markdown table that fits a narrow page.
+
+    The first column drops the ``kvm_mmu.`` / ``kvm_vcpu_arch.`` prefix (a
+    vCPU member is marked "(vCPU)"); the home column abbreviates the sketch's
+    structures as :data:`SHORT_STRUCT` says (the chapter gives the legend).
 
     Raises
     ------
@@ -189,20 +220,22 @@ def ledger_markdown(rows: Sequence[LedgerRow] = LEDGER) -> str:
         ``rows`` not an iterable of :class:`LedgerRow`.
     """
     rows = check_items("rows", rows, LedgerRow)
-    lines = ["| today | home in the 2021 sketch | why | Sean, Nov 2021 |",
-             "|---|---|---|---|"]
-    lines += [f"| `{r.legacy}` | `{r.home}` | {r.reason} | {r.sean} |" for r in rows]
+    lines = ["| today | home in the sketch | why | Sean, Nov 2021 |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {_today(r.legacy)} | `{_short_home(r.home)}` | {r.reason} | {r.sean} |")
     return "\n".join(lines)
 
 
 LATER: tuple[tuple[str, str, str, str], ...] = (
-    ("2022", "MMU role refactoring (Bonzini, `20220204115718.14934-1-pbonzini@redhat.com`)",
+    ("2022", "MMU role refactoring (Bonzini; v1 `20220204115718.14934-1-pbonzini@redhat.com`, "
+     "v2 `20220221162243.683208-1-pbonzini@redhat.com`, v3 `20220414074000.31438-1-pbonzini@redhat.com`)",
      "`mmu_role` split into `cpu_role` and `root_role`; `direct_map`, "
      "`shadow_root_level`, `root_level`, `ept_ad` removed",
      "the sketch's split of guest format (paging context) from table format (MMU)"),
-    ("2023", "CR0.WP without MMU reset (Krause, Christopherson)",
-     "CR0.WP toggles with TDP only recompute `permissions`/`pkru_mask`; "
-     "`kvm_mmu_refresh_passthrough_bits`",
+    ("2023", "CR0.WP without MMU reset (Mathias Krause, v4 March 2023, with patches by "
+     "Christopherson and Bonzini)",
+     "with TDP a CR0.WP toggle no longer unloads the roots; "
+     "`__kvm_mmu_refresh_passthrough_bits` recomputes the guest paging metadata",
      "the mail's wish to drop `kvm_mmu_reset_context` on CR0.WP writes"),
     ("2026", "\"apply chainsaw to struct kvm_mmu\" (Bonzini, v2 2026-06-24)",
      "`kvm_pagewalk` + `kvm_page_format`; `nested_mmu` and `walk_mmu` deleted; "
@@ -213,9 +246,12 @@ LATER: tuple[tuple[str, str, str, str], ...] = (
 
 
 def later_markdown() -> str:
-    """:data:`LATER` plus the 2026 home of each legacy field, as Markdown."""
+    """:data:`LATER` plus the 2026 home of each legacy field, as Markdown.
+
+    The sketch column abbreviates structures as :data:`SHORT_STRUCT` says.
+    """
     lines = ["| year | series | what changed | relation to the sketch |", "|---|---|---|---|"]
     lines += [f"| {y} | {s} | {c} | {r} |" for y, s, c, r in LATER]
     lines += ["", "| today | 2021 sketch | 2026 |", "|---|---|---|"]
-    lines += [f"| `{r.legacy}` | `{r.home}` | `{r.home_2026}` |" for r in LEDGER]
+    lines += [f"| {_today(r.legacy)} | `{_short_home(r.home)}` | {r.home_2026} |" for r in LEDGER]
     return "\n".join(lines)
