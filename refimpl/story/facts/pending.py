@@ -33,7 +33,6 @@ FACTS = (
     Fact('ec283cb1dcb9', 'commit', "cited in refimpl/story/history.py", "pending audit", False),
     Fact('fb509f76acc8', 'commit', "cited in book/bugs_replayed.md, book/refactor_step8_cr0wp_no_reset.md, refimpl/bugs.py, refimpl/layouts/legacy.py, refimpl/story/history.py", "pending audit", False),
     Fact('20230322013731.102955-*-minipli@grsecurity.net', 'message-id', "cited in refimpl/story/history.py", "pending audit", False),
-    Fact('20211110223010.1392399-1-bgardon@google.com', 'message-id', "cited in book/dirty_logging.md, book/refactor_step5_spte_takes_kind.md, refimpl/story/thread.py", "pending audit", False),
     Fact('20220204115718.14934-1-pbonzini@redhat.com', 'message-id', "cited in refimpl/story/history.py, refimpl/story/ledger.py, refimpl/story/thread.py", "pending audit", False),
     Fact('20220414074000.31438-1-pbonzini@redhat.com', 'message-id', "cited in refimpl/story/history.py", "pending audit", False),
     Fact('20260624213102.71082-1-pbonzini@redhat.com', 'message-id', "cited in book/refactor_closing.md, refimpl/story/history.py", "pending audit", False),
