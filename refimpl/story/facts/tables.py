@@ -87,4 +87,8 @@ FACTS = (
          "nested_vmx_vmexit in vmx/nested.c; SVM: enter_svm_guest_mode, "
          "nested_svm_init_mmu_context / nested_svm_uninit_mmu_context in svm/nested.c.",
          "arch/x86/kvm/vmx/nested.c and arch/x86/kvm/svm/nested.c as found by find_string", True),
+    Fact("MMIO_SPTE_GEN bits", "behaviour",
+         "The MMIO SPTE keeps 19 generation bits, 10:3 and 62:52 (MMIO_SPTE_GEN_LOW_START/END 3/10, "
+         "HIGH_START/END 52/62 in spte.h); Documentation/virt/kvm/x86/mmu.rst still says 18.",
+         "arch/x86/kvm/mmu/spte.h as found by find_string; mmu.rst (stored copy)", True),
 )
