@@ -68,3 +68,12 @@ def test_a_planted_wrong_child_quadrant_is_caught(monkeypatch):
 def test_bad_gva_is_refused(bad, exc):
     with pytest.raises(exc, match="gva"):
         quadrant_path(bad)
+
+
+def test_a_path_record_refuses_out_of_range_fields():
+    good = quadrant_path(0xC025_8000)
+    fields = {f: getattr(good, f) for f in good.__dataclass_fields__}
+    with pytest.raises(ValueError, match="pt_quadrant"):
+        type(good)(**{**fields, "pt_quadrant": 2})
+    with pytest.raises(TypeError, match="shadow_pte"):
+        type(good)(**{**fields, "shadow_pte": "88"})

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from refimpl.errors import check_range
+from refimpl.errors import check_fields, check_range
 from refimpl.guest.cpu import CpuState, PagingMode
 from refimpl.guest.memory import GuestMemory
 from refimpl.host.shadow_mmu import GuestPageTables, ShadowMmu, ShadowPage
@@ -68,6 +68,15 @@ class QuadrantPath:
     shadow_pte: int
     pd_quadrants: tuple[int, ...]
     pt_quadrants: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        check_fields(self, gva=int, guest_pde=int, guest_pte=int, pd_quadrant=int,
+                     shadow_pde=int, pt_quadrant=int, shadow_pte=int,
+                     pd_quadrants=tuple, pt_quadrants=tuple)
+        check_range("QuadrantPath.gva", self.gva, 0, 1 << 32)
+        for name, hi in (("guest_pde", 1024), ("guest_pte", 1024), ("pd_quadrant", 4),
+                         ("shadow_pde", 512), ("pt_quadrant", 2), ("shadow_pte", 512)):
+            check_range(f"QuadrantPath.{name}", getattr(self, name), 0, hi)
 
 
 def _leaf_index(sp: ShadowPage) -> int:

@@ -91,4 +91,11 @@ FACTS = (
          "The MMIO SPTE keeps 19 generation bits, 10:3 and 62:52 (MMIO_SPTE_GEN_LOW_START/END 3/10, "
          "HIGH_START/END 52/62 in spte.h); Documentation/virt/kvm/x86/mmu.rst still says 18.",
          "arch/x86/kvm/mmu/spte.h as found by find_string; mmu.rst (stored copy)", True),
+    Fact("216b1a47e80c", "commit",
+         "'KVM: x86/mmu: use kvm_page_format to test SPTEs', in Paolo Bonzini's 2026 kvm-chainsaw "
+         "series, after 72f734a435b2 'pull page format to a new struct'.",
+         "commit listings of the kvm-chainsaw branch (stored shortlog lists)", True),
+    Fact("72f734a435b2", "commit",
+         "'KVM: x86/mmu: pull page format to a new struct', in the 2026 kvm-chainsaw series.",
+         "commit listings of the kvm-chainsaw branch (stored shortlog lists)", True),
 )
