@@ -149,12 +149,12 @@ def quadrant_diagram(gva: int) -> Diagram:
     for q in range(4):
         y = 10 + 80 * q
         on = q == p.pd_quadrant
-        boxes.append(Box(f"gpd{q}", 10, y, 200, f"guest PDEs {256 * q}-{256 * q + 255}",
+        boxes.append(Box(f"gpd{q}", 10, y, 175, f"guest PDEs {256 * q}-{256 * q + 255}",
                          (f"{q}-{q + 1} GiB",
                           f"PDE {p.guest_pde}" if on else "4-byte entries"),
                          style="used" if on else "idle"))
-        boxes.append(Box(f"spd{q}", 270, y, 220, f"shadow PD, quadrant {q}",
-                         (f"PAE root entry {q}; 512 SPTEs",
+        boxes.append(Box(f"spd{q}", 225, y, 185, f"shadow PD, quadrant {q}",
+                         (f"PAE root entry {q}, 1 GiB",
                           f"SPTE {p.shadow_pde}" if on else "8-byte entries"),
                          style="used" if on else "idle"))
         arrows.append(Arrow(f"gpd{q}", f"spd{q}", "covers", "r", "l", 20, False))
@@ -163,18 +163,18 @@ def quadrant_diagram(gva: int) -> Diagram:
         on = h == p.pt_quadrant
         built = h in p.pt_quadrants
         lo = 512 * h
-        boxes.append(Box(f"spt{h}", 600, y, 200, f"shadow PT, quadrant {h}",
+        boxes.append(Box(f"spt{h}", 480, y, 185, f"shadow PT, quadrant {h}",
                          ("512 SPTEs, 2 MiB",
                           f"SPTE {p.shadow_pte}" if on else "not built yet"),
                          style="used" if on else ("idle" if built else "absent")))
-        boxes.append(Box(f"gpt{h}", 860, y, 210, f"guest PTEs {lo}-{lo + 511}",
-                         (f"{2 * h}-{2 * h + 2} MiB of the 4 MiB",
+        boxes.append(Box(f"gpt{h}", 710, y, 180, f"guest PTEs {lo}-{lo + 511}",
+                         (f"{2 * h}-{2 * h + 2} MiB of 4 MiB",
                           f"PTE {p.guest_pte}" if on else "4-byte entries"),
                          style="used" if on else "idle"))
         arrows.append(Arrow(f"gpt{h}", f"spt{h}", "covers", "l", "r", 20, False))
     arrows.append(Arrow(f"spd{p.pd_quadrant}", f"spt{p.pt_quadrant}",
-                        f"SPTE {p.shadow_pde}: bit 21 = {p.pt_quadrant}", "r", "l", 50))
-    return Diagram(1080, 330, boxes, arrows,
+                        f"SPTE {p.shadow_pde}: bit 21 = {p.pt_quadrant}", "r", "l", 40))
+    return Diagram(900, 285, boxes, arrows,
                    caption=f"quadrants of gva {p.gva:#010x} in a 32-bit guest")
 
 
