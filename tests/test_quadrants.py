@@ -77,3 +77,10 @@ def test_a_path_record_refuses_out_of_range_fields():
         type(good)(**{**fields, "pt_quadrant": 2})
     with pytest.raises(TypeError, match="shadow_pte"):
         type(good)(**{**fields, "shadow_pte": "88"})
+
+
+@pytest.mark.parametrize("gva", [0, 0xFFFF_F000], ids=hex)
+def test_every_box_fits_on_the_canvas(gva):
+    d = quadrant_diagram(gva)
+    assert all(0 <= b.x and b.x + b.w <= d.width and 0 <= b.y and b.y + b.h <= d.height
+               for b in d.boxes)

@@ -174,7 +174,7 @@ def quadrant_diagram(gva: int) -> Diagram:
         arrows.append(Arrow(f"gpt{h}", f"spt{h}", "covers", "l", "r", 20, False))
     arrows.append(Arrow(f"spd{p.pd_quadrant}", f"spt{p.pt_quadrant}",
                         f"SPTE {p.shadow_pde}: bit 21 = {p.pt_quadrant}", "r", "l", 40))
-    return Diagram(900, 285, boxes, arrows,
+    return Diagram(900, 315, boxes, arrows,
                    caption=f"quadrants of gva {p.gva:#010x} in a 32-bit guest")
 
 
