@@ -42,7 +42,7 @@ PYODIDE_VERSION = "314.0.8"
 #: ``npm view pyodide@314.0.8 dist.integrity``: sha512 of the package tarball.
 PYODIDE_INTEGRITY = ("sha512-74Wq1kXOC+CCEzAfxuRAO701nAcCMLjf8NrwvWpu8S41dVMXwXmLQ05dYB+F4e46AdnGo0oq7YHSVUpHsoarLQ==")
 #: What the browser needs to start Python with its standard library alone.
-CORE_FILES = ("pyodide.js", "pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm",
+CORE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm",
               "python_stdlib.zip", "pyodide-lock.json", "package.json")
 MARKER = 'class="kvmbook-live"'
 

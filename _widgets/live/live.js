@@ -34,7 +34,7 @@
       "saved when the book was built.");
   }
   const url = (rel) => new URL(rel, document.baseURI).href;
-  const worker = new Worker(url(config.worker));
+  const worker = new Worker(url(config.worker), { type: "module" });
   const waiting = new Map();
   let nextId = 1;
 

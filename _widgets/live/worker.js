@@ -1,4 +1,4 @@
-// The book's Python, in a Web Worker so the page stays responsive while it loads.
+// The book's Python, in a (module) Web Worker so the page stays responsive while it loads.
 // Loads Pyodide from the site's own _static/pyodide-<version>/ (standard library
 // only, no package), unpacks refimpl.zip from the site, and answers
 // {id, explorer, state, changed} with the form HTML from refimpl.viz.web.recompute.
@@ -43,7 +43,7 @@ let queue = [];
 
 async function init(msg) {
   const t0 = performance.now();
-  importScripts(msg.pyodide + "pyodide.js");
+  const { loadPyodide } = await import(msg.pyodide + "pyodide.mjs");
   const py = await loadPyodide({ indexURL: msg.pyodide, packages: [] });
   const t1 = performance.now();
   const response = await fetch(msg.refimpl);
