@@ -121,11 +121,11 @@ def _page_context(app, pagename, templatename, context, doctree) -> None:
 def _build_finished(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
+    if app.kvmbook_live_tgz is None:
+        return
     static = Path(app.outdir) / "_static"
     (static / "live").mkdir(parents=True, exist_ok=True)
     (static / "live" / "refimpl.zip").write_bytes(app.kvmbook_live_zip)
-    if app.kvmbook_live_tgz is None:
-        return
     dest = static / f"pyodide-{PYODIDE_VERSION}"
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(app.kvmbook_live_tgz) as tar:

@@ -19,6 +19,7 @@ records the bytes the runtime adds to the site and the times measured.
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 from pathlib import Path
@@ -135,6 +136,8 @@ def _write_measures() -> None:
         "recompute_python_ms_median": statistics.median(r["pythonMs"] for r in rows),
         "recompute_round_trip_ms_max": max(r["roundTripMs"] for r in rows),
         "recomputes": len(rows),
+        "cpus": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         **{k: v for k, v in MEASURES.items() if k != "recomputes"},
     }
     (SCREENSHOTS / "live_measures.json").write_text(json.dumps(summary, indent=2) + "\n")
