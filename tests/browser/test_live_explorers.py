@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from browser_support import HTML_DIR, SCREENSHOTS, need, screenshot, watch
+from browser_support import (HTML_DIR, KNOWN_PAGE_ERRORS, SCREENSHOTS, assert_clean, need, screenshot,
+                             watch)
 
-KNOWN_PAGE_ERRORS = re.compile(r"Identifier 'THEBE_JS_URL' has already been declared")
 READY_MS = 180_000
 MEASURES: dict[str, object] = {}
 
@@ -107,12 +107,8 @@ def open_live(page, book_url: str, chapter: str):
     return live, log
 
 
-def assert_clean(log) -> None:
-    assert not log.off_host, f"requests left 127.0.0.1: {log.off_host}"
-    assert not log.failed, f"requests failed: {log.failed}"
-    assert not log.bad_status, f"error responses: {log.bad_status}"
-    errors = [e for e in log.page_errors if not KNOWN_PAGE_ERRORS.search(e)]
-    assert not errors, f"JavaScript errors: {errors}"
+def assert_live_clean(log) -> None:
+    assert_clean(log)
     # Python and its standard library came from this site, and nothing else did.
     assert any("/_static/pyodide-" in u and u.endswith("pyodide.asm.wasm") for u in log.requests)
     assert any("/_static/live/refimpl.zip" in u for u in log.requests)
@@ -215,7 +211,7 @@ def test_walk_recomputes_the_chapters_cases(page, book_url):
     assert "#GP(0)" in w.text()
     screenshot(page, "live_explore_walk")
     _record(page, "explore_walk")
-    assert_clean(log)
+    assert_live_clean(log)
 
 
 def test_permissions_recompute_the_chapters_cases(page, book_url):
@@ -254,7 +250,7 @@ def test_permissions_recompute_the_chapters_cases(page, book_url):
     assert "the access faults" not in b.text()
     screenshot(page, "live_explore_permissions")
     _record(page, "explore_permissions")
-    assert_clean(log)
+    assert_live_clean(log)
 
 
 def test_layouts_recompute_the_chapters_cases(page, book_url):
@@ -283,7 +279,7 @@ def test_layouts_recompute_the_chapters_cases(page, book_url):
     assert "nested NPT needs an SVM host with NPT enabled" in x.text()
     screenshot(page, "live_explore_layouts")
     _record(page, "explore_layouts")
-    assert_clean(log)
+    assert_live_clean(log)
 
 
 def test_nested_recomputes_the_chapters_cases(page, book_url):
@@ -326,7 +322,7 @@ def test_nested_recomputes_the_chapters_cases(page, book_url):
     assert n.max("step") == 4 and "exit qualification 0x83" in n.text()
     screenshot(page, "live_explore_nested")
     _record(page, "explore_nested")
-    assert_clean(log)
+    assert_live_clean(log)
 
 
 def test_time_to_first_outcome_cold_and_warm(browser, book_url):

@@ -14,12 +14,8 @@ import re
 
 import pytest
 
-from browser_support import HTML_DIR, need, screenshot, watch
+from browser_support import HTML_DIR, assert_clean, need, screenshot, watch
 
-#: A page error every jupyter-book 1.0.4 page raises: sphinx-thebe's inline
-#: script declaring THEBE_JS_URL is added twice. It is not ours and is harmless
-#: (thebe is never launched: the book has no launch buttons).
-KNOWN_PAGE_ERRORS = re.compile(r"Identifier 'THEBE_JS_URL' has already been declared")
 
 #: chapter -> (output selector, text the saved output must contain)
 CHAPTERS = {
@@ -48,12 +44,8 @@ def open_chapter(page, book_url: str, chapter: str):
     return log
 
 
-def assert_clean(log) -> None:
-    assert not log.off_host, f"requests left 127.0.0.1: {log.off_host}"
-    assert not log.failed, f"requests failed: {log.failed}"
-    assert not log.bad_status, f"error responses: {log.bad_status}"
-    errors = [e for e in log.page_errors if not KNOWN_PAGE_ERRORS.search(e)]
-    assert not errors, f"JavaScript errors: {errors}"
+def assert_page_clean(log) -> None:
+    assert_clean(log)
     assert any("/_static/live/live.js" in u for u in log.requests), "live.js was not loaded"
 
 
@@ -82,4 +74,4 @@ def test_explorers_render_offline(page, book_url, chapter):
     external = set(re.findall(r"https?://[^\s\"'<>)\\]+", html)) - {"http://www.w3.org/2000/svg"}
     assert external <= {"https://unpkg.com/thebe@0.8.2/lib/index.js"}, external
     screenshot(page, chapter)
-    assert_clean(log)
+    assert_page_clean(log)
