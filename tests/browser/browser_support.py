@@ -127,6 +127,15 @@ def watch(page) -> RequestLog:
     return log
 
 
+def screenshot_of(locator, name: str) -> Path:
+    """Save a screenshot of one element as ``_build/screenshots/<name>.png``."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(path))
+    return path
+
+
 def screenshot(page, name: str) -> Path:
     """Save a full-page screenshot as ``_build/screenshots/<name>.png``."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

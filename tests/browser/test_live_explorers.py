@@ -11,7 +11,7 @@ below are the chapter's hand-worked values, copied, not computed.
 A test fails on any request that leaves 127.0.0.1 (it is aborted and
 recorded), on any request that fails or gets an error status, on any
 JavaScript error, on an error the page's Python reports, and on any worked
-case that differs. Each explorer is saved after its last change as
+case that differs. Each explorer (the element) is saved after its last change as
 ``_build/screenshots/live_<chapter>.png``, and ``_build/screenshots/live_measures.json``
 records the bytes the runtime adds to the site and the times measured.
 """
@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from browser_support import (HTML_DIR, KNOWN_PAGE_ERRORS, SCREENSHOTS, assert_clean, need, screenshot,
-                             watch)
+from browser_support import (HTML_DIR, KNOWN_PAGE_ERRORS, SCREENSHOTS, assert_clean, need,
+                             screenshot_of, watch)
 
 READY_MS = 180_000
 MEASURES: dict[str, object] = {}
@@ -209,7 +209,7 @@ def test_walk_recomputes_the_chapters_cases(page, book_url):
     assert "Outcome: gpa" in w.text()
     w.check("l3_w")
     assert "#GP(0)" in w.text()
-    screenshot(page, "live_explore_walk")
+    screenshot_of(page.locator(".kvmbook-live").first, "live_explore_walk")
     _record(page, "explore_walk")
     assert_live_clean(log)
 
@@ -248,7 +248,7 @@ def test_permissions_recompute_the_chapters_cases(page, book_url):
     assert "row 3 (byte 0x3f)" in b.text() and "the access faults" in b.text()
     b.slide("acc", 7)
     assert "the access faults" not in b.text()
-    screenshot(page, "live_explore_permissions")
+    screenshot_of(page.locator(".kvmbook-live").first, "live_explore_permissions")
     _record(page, "explore_permissions")
     assert_live_clean(log)
 
@@ -277,7 +277,7 @@ def test_layouts_recompute_the_chapters_cases(page, book_url):
     x.check("l1_tdp")
     assert "Not a configuration KVM allows" in x.text()
     assert "nested NPT needs an SVM host with NPT enabled" in x.text()
-    screenshot(page, "live_explore_layouts")
+    screenshot_of(page.locator(".kvmbook-live").first, "live_explore_layouts")
     _record(page, "explore_layouts")
     assert_live_clean(log)
 
@@ -320,7 +320,7 @@ def test_nested_recomputes_the_chapters_cases(page, book_url):
     assert n.max("step") == 19
     n.select("ept_unmapped", "PDPT")
     assert n.max("step") == 4 and "exit qualification 0x83" in n.text()
-    screenshot(page, "live_explore_nested")
+    screenshot_of(page.locator(".kvmbook-live").first, "live_explore_nested")
     _record(page, "explore_nested")
     assert_live_clean(log)
 
