@@ -102,6 +102,7 @@ def open_live(page, book_url: str, chapter: str):
     assert response is not None and response.ok
     live = Live(page)
     status = live.box.locator(".kvmbook-live-status")
+    assert status.inner_text().startswith(("Loading Python in your browser", "Live: Python"))
     live.ready()
     assert status.inner_text().startswith("Live: Python 3.")
     return live, log
@@ -356,24 +357,3 @@ def test_time_to_first_outcome_cold_and_warm(browser, book_url):
         assert not [e for e in errors if not KNOWN_PAGE_ERRORS.search(e)], errors
     finally:
         context.close()
-
-
-def test_a_build_without_the_runtime_says_the_explorer_is_static(page, book_url):
-    """What a page built without npm shows: the saved outcome, and why it will not change."""
-    need((HTML_DIR / "book" / "explore_layouts.html").is_file(), "the book is not built")
-    log = watch(page)
-
-    def without_runtime(route):
-        body = route.fetch().text().replace('"runtime": true', '"runtime": false')
-        route.fulfill(body=body, content_type="text/html")
-
-    page.route("**/book/explore_layouts.html", without_runtime)
-    page.goto(f"{book_url}/book/explore_layouts.html", wait_until="load")
-    status = page.locator(".kvmbook-live-status").first
-    page.wait_for_function("window.kvmbookLive && window.kvmbookLive.state === 'static'")
-    assert "static in this build" in status.inner_text()
-    assert page.locator(".kvmbook-live fieldset").first.evaluate("f => f.disabled")
-    assert page.locator('.kvmbook-live input[name="nested"]').first.is_disabled()
-    assert "today: mmu \u2192 root_mmu" in page.locator(".kl-output").first.inner_text()
-    assert not [u for u in log.requests if "pyodide" in u]
-    assert not log.off_host and not log.failed and not log.bad_status
