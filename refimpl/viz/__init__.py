@@ -15,6 +15,11 @@ The widgets themselves (``WalkExplorer``, ``BitmapExplorer``,
 ``LayoutExplorer``, ``NestedWalkExplorer``) live in
 :mod:`refimpl.viz.widgets`, the only module of ``refimpl`` that imports
 ipywidgets; it is imported on first use of those names, so ``import refimpl.viz`` works without ipywidgets installed.
+
+The published book has no kernel: there each explorer is plain HTML controls
+written by ``refimpl.viz.web``, which the page's own Python (Pyodide, loaded
+from the site's files) calls on every change. It imports only ``refimpl`` and
+the standard library, and nothing that imports NumPy.
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ of them, and on any change rebuilds its setup (a frozen dataclass from
 output capture sometimes stalls nbclient (see the toolchain notes).
 
 Each class has ``report`` (the last model result) and ``ui`` (the box to
-display); displaying the object itself displays ``ui``.
+display). Displaying the object itself gives both ``ui``'s widget view (what
+Jupyter and Voila draw) and, as ``text/html``, the same explorer written by
+``refimpl.viz.web.explorer_html`` (what the published book shows, and
+recomputes with the Python it runs in the browser).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import ipywidgets as W
 from refimpl.viz.bitmap import BitmapSetup, bitmap_html, explain_lookup
 from refimpl.viz.layouts import LayoutSetup, explain_layout, layout_html
 from refimpl.viz.nested import EPT_LEVELS, NestedSetup, entries, explain_nested, nested_html, targets
+from refimpl.viz.web import explorer_html
 from refimpl.viz.walk import (
     ACCESSES,
     MODES,
@@ -57,10 +61,16 @@ class _Explorer:
     def update(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        # Jupyter and Voila draw the widget view; the published page, which
+        # has no kernel, shows the same explorer as plain HTML controls that
+        # its in-browser Python recomputes (refimpl.viz.web).
+        bundle = dict(self.ui._repr_mimebundle_(include=include, exclude=exclude))
+        bundle["text/html"] = explorer_html(self.setup(), self._step())
+        return bundle
 
-        display(self.ui)
+    def _step(self) -> int | None:
+        return None
 
 
 class WalkExplorer(_Explorer):
@@ -380,6 +390,9 @@ class NestedWalkExplorer(_Explorer):
     def _changed(self, _change=None) -> None:
         if not self._quiet:
             self.update()
+
+    def _step(self) -> int | None:
+        return self.step.value
 
     def _step_changed(self, _change=None) -> None:
         if not self._quiet:

@@ -15,6 +15,7 @@ missing one fails the test.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -34,6 +35,11 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+#: A page error every jupyter-book 1.0.4 page raises: sphinx-thebe's inline
+#: script declaring THEBE_JS_URL is added twice. It is not ours and is harmless
+#: (thebe is never launched: the book has no launch buttons).
+KNOWN_PAGE_ERRORS = re.compile(r"Identifier 'THEBE_JS_URL' has already been declared")
 
 
 def need(condition: bool, what: str) -> None:
@@ -121,9 +127,27 @@ def watch(page) -> RequestLog:
     return log
 
 
+def screenshot_of(locator, name: str) -> Path:
+    """Save a screenshot of one element as ``_build/screenshots/<name>.png``."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(path))
+    return path
+
+
 def screenshot(page, name: str) -> Path:
     """Save a full-page screenshot as ``_build/screenshots/<name>.png``."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def assert_clean(log: RequestLog) -> None:
+    """Nothing left 127.0.0.1, nothing failed or got an error status, no JavaScript error."""
+    assert not log.off_host, f"requests left 127.0.0.1: {log.off_host}"
+    assert not log.failed, f"requests failed: {log.failed}"
+    assert not log.bad_status, f"error responses: {log.bad_status}"
+    errors = [e for e in log.page_errors if not KNOWN_PAGE_ERRORS.search(e)]
+    assert not errors, f"JavaScript errors: {errors}"
