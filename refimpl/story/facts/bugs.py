@@ -5,11 +5,6 @@ from refimpl.story.facts import Fact
 _PULL = "kvm@vger mail 20230424173529.2648601-2-seanjc@google.com ([GIT PULL] KVM: x86: Misc changes for 6.4)"
 
 FACTS = (
-    Fact("fb509f76acc8", "commit",
-         "'KVM: VMX: Make CR0.WP a guest owned bit' (Mathias Krause): CR0.WP is no longer "
-         "intercepted on VMX with EPT; merged for v6.4",
-         _PULL + "; stable backport mail quoting upstream commit fb509f76acc8d42bed11bca308404f81c2be856a",
-         True),
     Fact("cf9f4c0eb169", "commit",
          "'KVM: x86/mmu: Refresh CR0.WP prior to checking for emulated permission faults' "
          "(Sean Christopherson), Fixes: fb509f76acc8; the last commit of tag kvm-x86-misc-6.4",

@@ -7,12 +7,6 @@ _CHAINSAW = ("kvm.git revision-list mail revlist-50406d35f563-a204badd8432 (kvm@
              "June 2026): shortlog of branch kvm-chainsaw")
 
 FACTS = (
-    Fact("20220221162243.683208-1-pbonzini@redhat.com", "message-id",
-         "[PATCH v2 00/25] \"KVM MMU refactoring part 2: role changes\", 21 Feb 2022: v2 of "
-         "the role series", "the cover letter, kvm@vger", True),
-    Fact("20220414074000.31438-1-pbonzini@redhat.com", "message-id",
-         "[PATCH v3 00/22], 14 Apr 2022 (sent with a wrong subject): v3 of the role series, "
-         "superseding v2", "the cover letter and Paolo's follow-up, kvm@vger", True),
     Fact("20230322013731.102955-1-minipli@grsecurity.net", "message-id",
          "v4 cover letter of Mathias Krause's CR0.WP series (22 Mar 2023)",
          "patch 2/6 of the series (In-Reply-To) and later covers linking it, kvm@vger", True),
@@ -44,10 +38,6 @@ FACTS = (
     Fact("0a59a8b8a248", "commit",
          "\"KVM: x86/mmu: pull struct kvm_pagewalk out of struct kvm_mmu\"", _CHAINSAW, True),
     Fact("148fe965df16", "commit", "\"KVM: x86/mmu: unify root_gva_walk and ngva_walk\"",
-         _CHAINSAW, True),
-    Fact("72f734a435b2", "commit", "\"KVM: x86/mmu: pull page format to a new struct\"",
-         _CHAINSAW, True),
-    Fact("216b1a47e80c", "commit", "\"KVM: x86/mmu: use kvm_page_format to test SPTEs\"",
          _CHAINSAW, True),
     Fact("a204badd8432", "commit", "merge of branch 'kvm-chainsaw'", _CHAINSAW, True),
 )

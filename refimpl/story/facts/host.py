@@ -17,10 +17,6 @@ FACTS = (
          "Maxim Levitsky, 2021 (pulled for 5.14-rc6)",
          "kvm tree pull request 'tags/for-linus' (2021-08-16) and the v5.14-rc6 shortlog "
          "in the stored list archives", True),
-    Fact("cf9f4c0eb169", "commit",
-         "'KVM: x86/mmu: Refresh CR0.WP prior to checking for emulated permission faults', "
-         "Sean Christopherson, 2023 (kvm-x86 misc for 6.4)",
-         "kvm-x86 pull request 'tags/kvm-x86-misc-6.4' and the stable backport mails", True),
     Fact("fb509f76acc8", "commit",
          "'KVM: VMX: Make CR0.WP a guest owned bit'",
          "list mail citing 'commits cf9f4c0eb169 (...) and fb509f76acc8 (\"KVM: VMX: Make "

@@ -26,20 +26,6 @@ FACTS = (
          "\"KVM: x86: Do not unload MMU roots when only toggling CR0.WP with TDP enabled\" "
          "(Mathias Krause): kvm_post_set_cr0 re-initialises the MMU instead of resetting it; "
          "pulled for v6.4", _PULL_64, True),
-    Fact("fb509f76acc8", "commit",
-         "\"KVM: VMX: Make CR0.WP a guest owned bit\" (Mathias Krause): with EPT a CR0.WP "
-         "toggle no longer exits; pulled for v6.4 together with its fix cf9f4c0eb169",
-         _PULL_64, True),
-    Fact("cf9f4c0eb169", "commit",
-         "\"KVM: x86/mmu: Refresh CR0.WP prior to checking for emulated permission faults\" "
-         "(Sean Christopherson, Fixes: fb509f76acc8): kvm_mmu_refresh_passthrough_bits; in "
-         "the same 6.4 pull as the commit it fixes, so no release had the stale WP",
-         _PULL_64 + "; the patch mail's Fixes: tag", True),
-    Fact("c3c6c9fc5d24", "commit",
-         "\"KVM: x86/mmu: Move the code out of FNAME(sync_page)'s loop body into mmu.c\" "
-         "(Lai Jiangshan): renames mmu->sync_page to mmu->sync_spte",
-         "kvm-x86 shortlogs (kvm@vger, 2023) and the patch mail's kvm_host.h hunk "
-         "(sync_page -> sync_spte)", True),
     Fact("20211110223010.1392399-9-bgardon@google.com", "message-id",
          "[RFC 08/19] \"KVM: x86/mmu: Factor mt_mask out of make_spte\": in 2021 make_spte "
          "called kvm_x86_ops get_mt_mask with the vCPU to compute the memory type",

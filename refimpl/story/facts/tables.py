@@ -49,11 +49,6 @@ FACTS = (
          "(~3x faster) and in-place TDP MMU huge page recovery.",
          "list mail <20241112193335.597514-4-seanjc@google.com>", True),
     # -- roots, quadrants, the page hash -------------------------------------------------
-    Fact("kvm_mmu_get_tdp_level", "function",
-         "The TDP root level is tdp_root_level if the vendor forces one (SVM: the host's paging "
-         "level), else 4 when max_tdp_level is 5 but the guest MAXPHYADDR is <= 48, else "
-         "max_tdp_level: 4 or 5 on a 64-bit host.",
-         f"{_MMU_C} (kvm_mmu_get_tdp_level), with svm_hardware_setup's kvm_configure_mmu call", True),
     Fact("kvm_mmu_child_role", "function",
          "For a guest with 4-byte gptes the child (level-1) role's quadrant is spte_index(sptep) & 1, "
          "i.e. gva bit 21; the four PAE-root PDs get quadrants 0-3 in mmu_alloc_root.",

@@ -28,13 +28,6 @@ FACTS = (
          "walk_mmu",
          "stored torvalds/linux arch/x86/include/asm/kvm_host.h at that commit", True),
     # --- the thread -------------------------------------------------------
-    Fact("20211110223010.1392399-1-bgardon@google.com", "message-id",
-         "Ben Gardon, [RFC 00/19] KVM: x86/mmu: Optimize disabling dirty logging, "
-         "10 Nov 2021 14:29:51 -0800 (22:29 UTC): 96 vCPU / 96G VM, about 45 s with the "
-         "TDP MMU against about 3.5 s with the legacy MMU, about 2 s with the series; "
-         "patches 6-12 remove the need for a vCPU in make_spte; patch 11 factors "
-         "shadow_zero_check out of make_spte",
-         "list mail 20211110223010.1392399-1-bgardon@google.com", True),
     Fact("legacy-mmu-3.5s-is-ept", "behaviour",
          "the 3.5 s figure is for the legacy MMU building the same TDP (EPT) tables "
          "(TDP MMU off, module parameter kvm.tdp_mmu), not for shadow paging: the cover "
@@ -135,13 +128,6 @@ FACTS = (
     Fact("kvm_mmu_create-pointers", "function",
          "kvm_mmu_create() sets vcpu->arch.mmu and walk_mmu to &vcpu->arch.root_mmu",
          "patch mail 20211124122055.64424-4-jiangshanlai (context lines of mmu.c)", True),
-    Fact("kvm_mmu_get_tdp_level", "function",
-         "the TDP root level is tdp_root_level when the vendor forces one, else 4 when "
-         "max_tdp_level is 5 and the guest's cpuid_maxphyaddr is at most 48, else "
-         "max_tdp_level: 4 or 5, depending on guest MAXPHYADDR; kvm_mmu_get_max_tdp_level "
-         "returns the deepest level; SVM forces the host's paging level "
-         "(kvm_configure_mmu(npt_enabled, get_npt_level(), get_npt_level(), ...))",
-         MMU_C + "; svm_hardware_setup as quoted in a stored page on the KVM MMU", True),
     Fact("rsvd-rows-by-level", "behaviour",
          "__reset_rsvds_bits_mask: for level 3 (PAE) high_bits_rsvd covers bits up to 62, "
          "for 4 and 5 levels up to 51; the 5-level case only adds the level-5 rows before "
