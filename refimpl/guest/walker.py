@@ -681,9 +681,6 @@ def translate(
     return _result_from_walk(walk, access, ctx)
 
 
-#: The definition's former name, kept while chapters still import it.
-translate_clear = translate
-
 
 def _result_from_walk(walk: Walk, access: int, ctx: WalkContext) -> TranslateResult:
     """Turn a :class:`Walk` into the public result, building the fault KVM injects."""

@@ -129,17 +129,21 @@ class RecoveryStrategy(Enum):
     Attributes
     ----------
     ZAP_EACH
-        The naive way: zap every 4 KiB SPTE that could be part of a huge
-        page, flushing TLBs after each one; the guest refaults and gets a
-        huge page.
+        What v5.15 did: zap every 4 KiB SPTE that could be part of a huge
+        page, flushing TLBs after each zap (``tdp_mmu_zap_spte_atomic``);
+        the guest refaults and gets a huge page.
     ZAP_BATCHED
-        Zap the same SPTEs, one TLB flush at the end (v5.15's
-        ``zap_collapsible_spte_range`` batches flushes this way); the guest
-        still refaults.
+        Zap the same SPTEs, with one TLB flush at the end; the guest still
+        refaults. No KVM release did exactly this: the 2022 change
+        (5ba7c4c6d1c7) zaps the non-leaf SPTE above them instead, and
+        batched flushing for this path came with v6.13 (35ef80eb29ab).
+        Neither is modelled.
     IN_PLACE
-        Ben Gardon's 2021 RFC (landed as v6.13's in-place recovery): replace
-        each table that could be a huge page by the huge SPTE, built with
-        ``make_spte`` and no vCPU; one flush; no refaults.
+        Replace each table that could be a huge page by the huge SPTE,
+        built without a vCPU; one flush; no refaults. Ben Gardon's 2021 RFC
+        proposed it; KVM got it in v6.13 from a later series
+        (``kvm_tdp_mmu_recover_huge_pages``, building the SPTE with
+        ``make_huge_spte``; 13e2e4f62a4b).
     """
 
     ZAP_EACH = "zap_each"
@@ -875,7 +879,7 @@ class TdpMmu:
         KVM
         ---
         ``kvm_mmu_zap_collapsible_sptes`` / ``zap_collapsible_spte_range``
-        (v5.15) and ``kvm_tdp_mmu_recover_huge_pages`` (v6.13) in
+        (v5.15 to v6.12) and ``kvm_tdp_mmu_recover_huge_pages`` (v6.13) in
         ``arch/x86/kvm/mmu/tdp_mmu.c``.
         """
         if strategy is RecoveryStrategy.IN_PLACE:
