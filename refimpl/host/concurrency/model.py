@@ -126,13 +126,13 @@ def _restore_access_track(s: int) -> int:
     return (s & ~(SPTE_SAVED_R | SPTE_SAVED_X)) | restored | SPTE_A
 
 
-def _spte_text(s: int) -> str:
-    """A short human reading of an SPTE for the step tables."""
+def _spte_text(s: int, level: int = 1) -> str:
+    """A short human reading of an SPTE at ``level`` for the step tables."""
     if s == 0:
         return "0"
     if s == FROZEN_SPTE:
         return "FROZEN"
-    if _is_table(s):
+    if level == ROOT_LEVEL and _is_table(s):
         return f"table {_table_of(s)}"
     kind = "huge " if s & SPTE_PS else ""
     rights = ("R" if s & SPTE_R else "-") + ("W" if s & SPTE_W else "-")

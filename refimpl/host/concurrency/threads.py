@@ -210,7 +210,7 @@ class Fault(_Thread):
         own = me + 1
         new = M._table_pointer(own)
         if self._atomic(bugs) and vm.root != r.old:
-            return (f"cmpxchg root {M._spte_text(r.old)} -> table {own}: failed",
+            return (f"cmpxchg root {M._spte_text(r.old, 2)} -> table {own}: failed",
                     vm, r._replace(pc="root"))
         lost = M._table_of(vm.root) if M._is_table(vm.root) else None
         vm = vm._replace(root=new, nr_tables=vm.nr_tables + 1)
@@ -227,7 +227,7 @@ class Fault(_Thread):
             return "cmpxchg root: failed", vm, r._replace(pc="root")
         vm = M._count_leaf(vm._replace(root=new), r.old, new, 2)
         vm = vm._replace(owed=vm.owed | {me})
-        return f"cmpxchg root huge -> {M._spte_text(new)}", vm, r._replace(pc="flush")
+        return f"cmpxchg root huge -> {M._spte_text(new, 2)}", vm, r._replace(pc="flush")
 
     def _flush(self, vm, me, r, bugs):
         nxt = "root" if "zap_without_freeze" in bugs else "clear"
@@ -335,6 +335,7 @@ class FastFault(_Thread):
         else:
             cur = vm.root
         where = f"table {r.tid}[{self.gfn}]" if r.tid >= 0 else "root"
+        level = 1 if r.tid >= 0 else 2
         if not plain and cur != r.old:
             return f"cmpxchg {where}: changed under us, give up", vm, r._replace(pc="end")
         if r.tid >= 0:
@@ -346,7 +347,7 @@ class FastFault(_Thread):
             vm = vm._replace(dirty=vm.dirty | {self.gfn})
         verb = "store" if plain else "cmpxchg"
         mark = ", mark_page_dirty" if new & SPTE_W and vm.logging else ""
-        return f"{verb} {where} = {M._spte_text(new)}{mark}", vm, r._replace(pc="end")
+        return f"{verb} {where} = {M._spte_text(new, level)}{mark}", vm, r._replace(pc="end")
 
     def _end(self, vm, me, r, bugs):
         return "end lockless walk", M._rcu_exit(vm, me), r._replace(pc=_DONE, sect=0)
