@@ -26,6 +26,7 @@ deadlock
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ class Config:
     Parameters
     ----------
     threads : tuple of thread programs
-        From :mod:`refimpl.host.concurrency.threads` (one to four).
+        From :mod:`refimpl.host.concurrency.threads` (one to six).
     vm : Vm
         The shared state before the first step; it must have one RCU slot
         per thread and one spare table per thread.
@@ -63,8 +64,8 @@ class Config:
 
     def __post_init__(self):
         threads = check_items("threads", self.threads, _Thread)
-        if not 1 <= len(threads) <= 4:
-            raise ValueError(f"Config.threads: 1 to 4 threads, got {len(threads)}")
+        if not 1 <= len(threads) <= 6:
+            raise ValueError(f"Config.threads: 1 to 6 threads, got {len(threads)}")
         check_instance("vm", self.vm, Vm)
         if len(self.vm.rcu) != len(threads) or len(self.vm.tables) != len(threads) + 1:
             raise ValueError("Config.vm: needs one RCU slot and one spare table per thread")
@@ -188,6 +189,18 @@ def explore(config: Config, max_depth: Optional[int] = None, stop: bool = False)
         if max_depth < 1:
             raise ValueError(f"max_depth must be >= 1, got {max_depth}")
     check_instance("stop", stop, bool)
+    # The search allocates many small tuples and frees none until it ends:
+    # the cyclic collector would only walk them again and again.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _explore(config, max_depth, stop)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _explore(config: Config, max_depth: Optional[int], stop: bool) -> Exploration:
     t0 = time.perf_counter()
     init = _start(config)
     parent = {init: None}
@@ -198,18 +211,21 @@ def explore(config: Config, max_depth: Optional[int] = None, stop: bool = False)
     violation = None
     complete = True
     deepest = 0
-    first = _broken(init, _successors(config, init))
+    # Successors are computed once, when a state is found (the deadlock check
+    # needs them), and kept until the state is expanded.
+    found = {init: _successors(config, init)}
+    first = _broken(init, found[init])
     if first:
         violation = _trace(config, parent, init, first)
     while queue and not (stop and violation):
         s = queue.popleft()
         d = depth_of[s]
         deepest = max(deepest, d)
+        succ = found.pop(s)
         if max_depth is not None and d >= max_depth:
             complete = False
             succ_of[s] = None
             continue
-        succ = _successors(config, s)
         succ_of[s] = [c for _, _, c in succ]
         transitions += len(succ)
         for i, label, c in succ:
@@ -217,7 +233,8 @@ def explore(config: Config, max_depth: Optional[int] = None, stop: bool = False)
                 continue
             parent[c] = (s, i, label)
             depth_of[c] = d + 1
-            bad = _broken(c, _successors(config, c))
+            found[c] = _successors(config, c)
+            bad = _broken(c, found[c])
             if bad and violation is None:
                 violation = _trace(config, parent, c, bad)
                 if stop:
@@ -293,11 +310,13 @@ def count_interleavings(config: Config, limit: int = 100_000) -> int:
     return n
 
 
-def replay(config: Config, schedule) -> Trace:
+def replay(config: Config, schedule, waits: bool = False) -> Trace:
     """Run ``config`` with the threads moving in the order ``schedule`` gives.
 
-    A thread that is blocked or done at its turn is skipped. The trace stops
-    at the first step that breaks an invariant.
+    A thread that is blocked or done at its turn is skipped; with ``waits``,
+    a blocked thread's turn is shown as a step labelled ``"waits"`` that
+    changes nothing. The trace stops at the first step that breaks an
+    invariant.
 
     Raises
     ------
@@ -305,6 +324,7 @@ def replay(config: Config, schedule) -> Trace:
         Bad ``config``; ``schedule`` not a sequence of thread indices.
     """
     check_instance("config", config, Config)
+    check_instance("waits", waits, bool)
     sched = check_items("schedule", schedule, int)
     n = len(config.threads)
     for i in sched:
@@ -319,6 +339,8 @@ def replay(config: Config, schedule) -> Trace:
         vm, regs = state
         step = config.threads[i].step(vm, i, regs[i], config.bugs)
         if step is None:
+            if waits and regs[i].pc != "done":
+                steps.append(Step(i, "waits", vm, regs))
             continue
         label, vm2, r2 = step
         state = (vm2, regs[:i] + (r2,) + regs[i + 1:])

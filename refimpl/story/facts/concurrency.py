@@ -22,6 +22,13 @@ FACTS = (
          "(later ORed with SHADOW_NONPRESENT_VALUE)",
          "torvalds/linux@006100212d7f:arch/x86/kvm/mmu/spte.h (REMOVED_SPTE 0x5a0ULL); "
          "spte.h hunks in 2024 kvm list mails (FROZEN_SPTE = SHADOW_NONPRESENT_VALUE | 0x5a0)", True),
+    Fact("KVM_MMU_LOCK", "function",
+         "common KVM code takes mmu_lock with KVM_MMU_LOCK, which is write_lock when the "
+         "architecture defines KVM_HAVE_MMU_RWLOCK (virt/kvm/kvm_mm.h)",
+         "virt/kvm/kvm_mm.h in stored kvm list patches", True),
+    Fact("kvm_mmu_notifier_invalidate_range_start", "function",
+         "the MMU-notifier callbacks live in virt/kvm/kvm_main.c",
+         "diff headers of virt/kvm/kvm_main.c in stored kvm list patches", True),
     Fact("check_spte_writable_invariants", "function",
          "a writable SPTE must be MMU-writable, and an MMU-writable SPTE host-writable",
          "torvalds/linux@006100212d7f:arch/x86/kvm/mmu/spte.h", True),
