@@ -30,7 +30,7 @@ from typing import NamedTuple
 from refimpl.host.spte import SPTE_EPT
 
 __all__ = [
-    "GFNS", "ROOT_LEVEL", "FROZEN_SPTE", "TABLE_PFN_BASE",
+    "Vm", "GFNS", "ROOT_LEVEL", "FROZEN_SPTE", "TABLE_PFN_BASE",
     "SPTE_R", "SPTE_W", "SPTE_X", "SPTE_A", "SPTE_D", "SPTE_PS", "SPTE_PRESENT",
     "SPTE_HOST_WRITABLE", "SPTE_MMU_WRITABLE", "SPTE_SAVED_R", "SPTE_SAVED_X",
 ]

@@ -1,7 +1,7 @@
 """The thread programs: each a sequence of atomic steps over a shared :class:`~.model.Vm`.
 
 A thread is a small frozen description (which gfn, read or write) and a
-program: :meth:`_Thread.step` takes the shared state, the thread's index and
+program: its ``step`` method takes the shared state, the thread's index and
 its registers, and returns the one step it can take now, as
 ``(label, new vm, new registers)``, or ``None`` when it is blocked (waiting
 for ``mmu_lock``, for a frozen SPTE to thaw, for a grace period) or done.
@@ -10,26 +10,27 @@ is the choice of which thread moves next.
 
 The programs, and the KVM functions they restate:
 
-========================  ===================================================
-``Fault(gfn, write)``     ``kvm_tdp_mmu_map`` under ``mmu_lock`` for read:
-                          snapshot ``mmu_invalidate_seq``, look the host page
-                          up, lock, ``mmu_invalidate_retry_gfn``, walk, and
-                          install with ``tdp_mmu_set_spte_atomic``
+============================  ==================================================
+``Fault(gfn, write)``         ``kvm_tdp_mmu_map`` under ``mmu_lock`` for read:
+                              snapshot ``mmu_invalidate_seq``, look the host
+                              page up, lock, ``mmu_invalidate_retry_gfn``, walk,
+                              and install with ``tdp_mmu_set_spte_atomic``
 ``Fault(..., mmu="shadow")``  the legacy/shadow MMU: the same steps under
-                          ``mmu_lock`` for write, with plain stores
-``Fault(..., split=True)``  a fault that must replace a huge leaf by a table
-                          (``tdp_mmu_zap_spte_atomic``: freeze, flush, clear)
-``FastFault(gfn, write)`` ``fast_page_fault``: no lock, one
-                          compare-and-exchange (``fast_pf_fix_direct_spte``)
-``Notifier(gfn)``         ``kvm_mmu_notifier_invalidate_range_start``/``_end``
-                          around the host changing the page
-``Aging(gfn)``            ``kvm_mmu_notifier_clear_flush_young``
-``ZapTable()``            unlinking a page table under the read lock and
-                          freeing it after an RCU grace period
-                          (``handle_removed_pt``, ``call_rcu``)
-``Guest(gfn, write)``     the vCPU itself: a TLB hit, or a hardware walk that
-                          fills the TLB
-========================  ===================================================
+                              ``mmu_lock`` for write, with plain stores
+``Fault(..., split=True)``    a fault that must replace a huge leaf by a table
+                              (``tdp_mmu_zap_spte_atomic``: freeze, flush,
+                              clear)
+``FastFault(gfn, write)``     ``fast_page_fault``: no lock, one
+                              compare-and-exchange (``fast_pf_fix_direct_spte``)
+``Notifier(gfn)``             ``kvm_mmu_notifier_invalidate_range_start`` and
+                              ``_end`` around the host changing the page
+``Aging(gfn)``                ``kvm_mmu_notifier_clear_flush_young``
+``ZapTable()``                unlinking a page table under the read lock and
+                              freeing it after an RCU grace period
+                              (``handle_removed_pt``, ``call_rcu``)
+``Guest(gfn, write)``         the vCPU itself: a TLB hit, or a hardware walk
+                              that fills the TLB
+============================  ==================================================
 
 :data:`BUGS` holds the switches that bring back a race KVM closed; pass a
 set of their names as ``bugs``.
