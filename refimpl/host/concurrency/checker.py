@@ -48,7 +48,7 @@ class Config:
     ----------
     threads : tuple of thread programs
         From :mod:`refimpl.host.concurrency.threads` (one to six).
-    vm : Vm
+    vm : refimpl.host.concurrency.model.Vm
         The shared state before the first step; it must have one RCU slot
         per thread and one spare table per thread.
     bugs : frozenset of str

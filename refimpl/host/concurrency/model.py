@@ -150,62 +150,46 @@ def _spte_text(s: int, level: int = 1) -> str:
 
 
 class Vm(NamedTuple):
-    """The VM-wide state threads share (a small ``struct kvm`` plus hardware).
+    """The VM-wide state threads share (a small ``struct kvm`` plus hardware)."""
 
-    Attributes
-    ----------
-    root : int
-        The root entry (level 2): 0, a huge leaf, a table pointer or frozen.
-    tables : tuple of (int, int)
-        The two entries of each page-table page, by table id.
-    tstate : tuple of str
-        Each table's life: ``"cache"`` (a thread's spare page), ``"live"``
-        (linked), ``"removed"`` (unlinked, waiting for its grace period),
-        ``"freed"``.
-    host : tuple of int
-        Host frame behind each guest frame (the host's own page table).
-    dead : frozenset of int
-        Host frames an invalidation took away.
-    seq, in_progress : int
-        ``mmu_invalidate_seq`` and ``mmu_invalidate_in_progress``.
-    readers, writer : int
-        ``mmu_lock``: number of readers, and the writing thread or -1.
-    tlb : frozenset of (int, int, int, bool)
-        Cached translations ``(base gfn, level, pfn, writable)``.
-    owed : frozenset of int
-        Threads that removed rights from an SPTE and have not flushed yet.
-    logging : bool
-        Dirty logging is on for the memslot.
-    dirty : frozenset of int
-        The dirty log.
-    pages_4k, pages_2m, nr_tables : int
-        KVM's counters of leaf SPTEs by size and of linked table pages.
-    rcu : tuple of int
-        Per thread, 0 outside an RCU read-side section, else its number.
-    pending_free : tuple of (int, frozenset)
-        Tables handed to ``call_rcu`` and the sections they wait for.
-    uaf : str
-        Empty, or what read or wrote a freed table.
-    """
-
+    #: The root entry (level 2): 0, a huge leaf, a table pointer or frozen.
     root: int
+    #: The two entries of each page-table page, by table id.
     tables: tuple
+    #: Each table's life: ``"cache"`` (a thread's spare page), ``"live"``
+    #: (linked), ``"removed"`` (unlinked, waiting for its grace period), ``"freed"``.
     tstate: tuple
+    #: Host frame behind each guest frame (the host's own page table).
     host: tuple
+    #: Host frames an invalidation took away.
     dead: frozenset
+    #: ``mmu_invalidate_seq``.
     seq: int
+    #: ``mmu_invalidate_in_progress``.
     in_progress: int
+    #: ``mmu_lock``: the number of readers.
     readers: int
+    #: ``mmu_lock``: the writing thread, or -1.
     writer: int
+    #: Cached translations ``(base gfn, level, pfn, writable)``.
     tlb: frozenset
+    #: Threads that removed rights from an SPTE and have not flushed yet.
     owed: frozenset
+    #: Dirty logging is on for the memslot.
     logging: bool
+    #: The dirty log.
     dirty: frozenset
+    #: KVM's count of 4 KiB leaf SPTEs.
     pages_4k: int
+    #: KVM's count of huge leaf SPTEs.
     pages_2m: int
+    #: The count of linked table pages.
     nr_tables: int
+    #: Per thread, 0 outside an RCU read-side section, else its number.
     rcu: tuple
+    #: Tables handed to ``call_rcu`` and the sections they wait for.
     pending_free: tuple
+    #: Empty, or what read or wrote a freed table.
     uaf: str
 
 
