@@ -199,6 +199,110 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "every change that removes rights from a present SPTE is followed by "
         "kvm_flush_remote_tlbs before the change is relied on",
         "bugs-tlb-flush"),
+    # Races, replayed by the concurrency checker (book/concurrency.md).
+    ReplayedBug(
+        "fault_skips_invalidate_retry", "refimpl.host.concurrency.threads",
+        "a fault maps the host page it looked up before an MMU-notifier invalidation freed it",
+        "the MMU-notifier contract since e930bffe95e1 (title verified)",
+        "mmu_invalidate_retry_gfn under mmu_lock (kvm_host.h verified); no single fix: the rule",
+        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        "retry when mmu_invalidate_in_progress is set or mmu_invalidate_seq moved "
+        "since the snapshot taken before the host page lookup", "concurrency-notifiers"),
+    ReplayedBug(
+        "retry_ignores_in_progress", "refimpl.host.concurrency.threads",
+        "the fault checks the sequence count only, and maps a page whose invalidation has "
+        "started but not ended",
+        "the reason mmu_invalidate_in_progress exists (the sequence count moves only at range_end)",
+        "mmu_invalidate_retry_gfn checks mmu_invalidate_in_progress first (kvm_host.h verified)",
+        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        "a fault that finds an invalidation in progress retries", "concurrency-notifiers"),
+    ReplayedBug(
+        "seq_snapshot_after_gup", "refimpl.host.concurrency.threads",
+        "the fault snapshots mmu_invalidate_seq after the host page lookup, so a whole "
+        "invalidation in between goes unseen",
+        "the ordering the smp_rmb() in the fault path keeps",
+        "rule, not a fix (kvm_host.h verified for the retry side)",
+        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        "snapshot the sequence count before looking up the host page",
+        "concurrency-notifiers"),
+    ReplayedBug(
+        "fast_pf_plain_store", "refimpl.host.concurrency.threads",
+        "the fast page fault writes its fixed SPTE back with a plain store and resurrects a "
+        "mapping an invalidation just zapped",
+        "the fast path's design since c7ba5b48cc8d (title verified): fix with one cmpxchg",
+        "no fix: the fast path has used cmpxchg since it was added (c7ba5b48cc8d)",
+        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        "fast_page_fault changes an SPTE only by compare-and-exchange against the "
+        "value it read", "concurrency-fast"),
+    ReplayedBug(
+        "fast_pf_ignores_mmu_writable", "refimpl.host.concurrency.threads",
+        "the fast page fault makes writable an SPTE that is write-protected for write tracking",
+        "the MMU-writable bit (check_spte_writable_invariants, spte.h verified)",
+        "706c9c55e5a3 renamed the test to is_mmu_writable_spte (verified); the rule is older",
+        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        "the fast path sets W only on an MMU-writable SPTE", "concurrency-fast"),
+    ReplayedBug(
+        "fast_pf_huge_while_logging", "refimpl.host.concurrency.threads",
+        "the fast page fault makes a huge SPTE writable while dirty logging is on; writes to "
+        "its other 4 KiB pages go unlogged",
+        "fast_page_fault's refusal of huge SPTEs during dirty logging",
+        "rule (unconfirmed which commit added the check)",
+        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        "with dirty logging on, the fast path fixes only 4 KiB SPTEs",
+        "concurrency-fast"),
+    ReplayedBug(
+        "tdp_map_plain_store", "refimpl.host.concurrency.threads",
+        "two TDP MMU faults under the read lock link a table in the same entry; one table is lost",
+        "'Use atomic ops to set SPTEs in TDP MMU map'",
+        "9a77daacc87d (title and text verified)",
+        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        "under mmu_lock for read, every SPTE change is a compare-and-exchange "
+        "(tdp_mmu_set_spte_atomic)", "concurrency-tdp"),
+    ReplayedBug(
+        "zap_without_freeze", "refimpl.host.concurrency.threads",
+        "a fault zaps a huge SPTE and, before its TLB flush, another fault installs a table "
+        "under it: the TLB and the SPTE disagree",
+        "'Flush TLBs after zap in TDP MMU PF handler'",
+        "08f07c800e9d (title and text verified)",
+        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        "freeze the SPTE, flush, then clear it", "concurrency-tdp"),
+    ReplayedBug(
+        "removed_children_not_frozen", "refimpl.host.concurrency.threads",
+        "a fault installs a mapping in a table another thread has unlinked; the mapping leaks "
+        "and the counters go wrong",
+        "'Mark SPTEs in disconnected pages as removed'",
+        "e25f0e0cd51b (title and text verified)",
+        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        "the entries of an unlinked table are frozen before it is freed",
+        "concurrency-tdp"),
+    ReplayedBug(
+        "free_without_rcu", "refimpl.host.concurrency.threads",
+        "an unlinked table is freed while a fault is still walking it",
+        "'Protect TDP MMU page table memory with RCU'",
+        "7cca2d0b7e7d (title and text verified)",
+        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        "walk under rcu_read_lock; free unlinked tables with call_rcu",
+        "concurrency-tdp"),
+    ReplayedBug(
+        "shadow_fault_read_lock", "refimpl.host.concurrency.threads",
+        "shadow MMU code that writes with plain stores runs under mmu_lock for read",
+        "'Fix race condition in direct_page_fault' (make_mmu_pages_available under the read lock)",
+        "47b0c2e4c220 (title and text verified); the model's shadow fault stands in for "
+        "make_mmu_pages_available",
+        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        "the legacy and shadow MMUs change SPTEs only under mmu_lock for write",
+        "concurrency-locks"),
 )
 
 

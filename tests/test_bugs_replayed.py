@@ -18,6 +18,7 @@ import pytest
 import test_shadow_mmu as tsm
 from refimpl.layouts import legacy as L
 from refimpl.host import nested_svm, shadow_mmu, tdp_mmu
+from refimpl.host.concurrency import threads as concurrency_threads
 from refimpl.bugs import REPLAYED, switches
 from refimpl.guest.cpu import PagingMode
 from refimpl.host.mmu import ACCESS_FETCH, ACCESS_WRITE, tdp_kind
@@ -55,7 +56,8 @@ def test_every_registered_bug_has_an_off_and_an_on_test():
 
 def test_every_switch_is_registered_and_every_entry_is_a_switch():
     modules = {"refimpl.host.shadow_mmu": shadow_mmu, "refimpl.host.tdp_mmu": tdp_mmu,
-               "refimpl.layouts.legacy": L, "refimpl.host.nested_svm": nested_svm}
+               "refimpl.layouts.legacy": L, "refimpl.host.nested_svm": nested_svm,
+               "refimpl.host.concurrency.threads": concurrency_threads}
     expected = {(m, s) for m, mod in modules.items() for s in mod.BUGS}
     assert set(switches()) == expected
     assert len(switches()) == len(REPLAYED)            # no duplicate entries
