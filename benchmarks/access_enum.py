@@ -26,7 +26,7 @@ PDE (PDE.A is "don't care" where access.c says so).
 a flag word its own GVA, and each group of words sharing one CPU state and
 access kind is one ``translate_batch`` call (see :class:`BatchLayout`). The
 scalar ``translate`` is exercised on random samples by
-``tests/test_access_oracle.py``.
+``tests/guest/test_access_oracle.py``.
 
 Run: ``python -m benchmarks.access_enum [--mode tables|batch] [--depth 4|5]
 [--maxphyaddr N] [--no-pku] [--smep] [--limit N]``. Exit status 0 when every

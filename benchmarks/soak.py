@@ -4,8 +4,8 @@
     python -m benchmarks.soak --steps 2000 --seed 1 --only tdp-ept shadow
 
 Each *round* runs every registered machine (the hypothesis state machines of
-``tests/test_tdp_mmu.py``, ``tests/test_shadow_mmu.py`` and, when it exists,
-the nested machine of ``tests/test_tdp12.py``) for a few examples of up to
+``tests/host/test_tdp_mmu.py``, ``tests/host/test_shadow_mmu.py`` and, when it exists,
+the nested machine of ``tests/host/test_tdp12.py``) for a few examples of up to
 ``--step-count`` steps, with a seed derived from ``--seed``, the machine and
 the round; invariants run after every step. The soak stops when the time or
 step budget is spent and prints, per machine, the steps run and the

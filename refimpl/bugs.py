@@ -76,7 +76,7 @@ class ReplayedBug:
         return import_module(self.module).BUGS[self.switch]
 
 
-_SM = "tests/test_shadow_mmu.py::"
+_SM = "tests/host/test_shadow_mmu.py::"
 _BR = "tests/test_bugs_replayed.py::"
 
 #: Every replayed bug, kvm-unit-tests' access.c cases first.
@@ -205,8 +205,8 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "a fault maps the host page it looked up before an MMU-notifier invalidation freed it",
         "the MMU-notifier contract since e930bffe95e1 (title verified)",
         "mmu_invalidate_retry_gfn under mmu_lock (kvm_host.h verified); no single fix: the rule",
-        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
-         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        ("tests/host/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/host/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
         "retry when mmu_invalidate_in_progress is set or mmu_invalidate_seq moved "
         "since the snapshot taken before the host page lookup", "concurrency-notifiers"),
     ReplayedBug(
@@ -215,8 +215,8 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "started but not ended",
         "the reason mmu_invalidate_in_progress exists (the sequence count moves only at range_end)",
         "mmu_invalidate_retry_gfn checks mmu_invalidate_in_progress first (kvm_host.h verified)",
-        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
-         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        ("tests/host/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/host/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
         "a fault that finds an invalidation in progress retries", "concurrency-notifiers"),
     ReplayedBug(
         "seq_snapshot_after_gup", "refimpl.host.concurrency.threads",
@@ -224,8 +224,8 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "invalidation in between goes unseen",
         "the ordering the smp_rmb() in the fault path keeps",
         "rule, not a fix (kvm_host.h verified for the retry side)",
-        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
-         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        ("tests/host/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/host/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
         "snapshot the sequence count before looking up the host page",
         "concurrency-notifiers"),
     ReplayedBug(
@@ -234,8 +234,8 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "mapping an invalidation just zapped",
         "the fast path's design since c7ba5b48cc8d (title verified): fix with one cmpxchg",
         "no fix: the fast path has used cmpxchg since it was added (c7ba5b48cc8d)",
-        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
-         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        ("tests/host/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/host/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
         "fast_page_fault changes an SPTE only by compare-and-exchange against the "
         "value it read", "concurrency-fast"),
     ReplayedBug(
@@ -243,8 +243,8 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "the fast page fault makes writable an SPTE that is write-protected for write tracking",
         "the MMU-writable bit (check_spte_writable_invariants, spte.h verified)",
         "706c9c55e5a3 renamed the test to is_mmu_writable_spte (verified); the rule is older",
-        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
-         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        ("tests/host/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/host/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
         "the fast path sets W only on an MMU-writable SPTE", "concurrency-fast"),
     ReplayedBug(
         "fast_pf_huge_while_logging", "refimpl.host.concurrency.threads",
@@ -252,8 +252,8 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "its other 4 KiB pages go unlogged",
         "fast_page_fault's refusal of huge SPTEs during dirty logging",
         "rule (unconfirmed which commit added the check)",
-        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
-         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        ("tests/host/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/host/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
         "with dirty logging on, the fast path fixes only 4 KiB SPTEs",
         "concurrency-fast"),
     ReplayedBug(
@@ -261,8 +261,8 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "two TDP MMU faults under the read lock link a table in the same entry; one table is lost",
         "'Use atomic ops to set SPTEs in TDP MMU map'",
         "9a77daacc87d (title and text verified)",
-        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
-         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        ("tests/host/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/host/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
         "under mmu_lock for read, every SPTE change is a compare-and-exchange "
         "(tdp_mmu_set_spte_atomic)", "concurrency-tdp"),
     ReplayedBug(
@@ -271,8 +271,8 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "under it: the TLB and the SPTE disagree",
         "'Flush TLBs after zap in TDP MMU PF handler'",
         "08f07c800e9d (title and text verified)",
-        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
-         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        ("tests/host/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/host/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
         "freeze the SPTE, flush, then clear it", "concurrency-tdp"),
     ReplayedBug(
         "removed_children_not_frozen", "refimpl.host.concurrency.threads",
@@ -280,8 +280,8 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "and the counters go wrong",
         "'Mark SPTEs in disconnected pages as removed'",
         "e25f0e0cd51b (title and text verified)",
-        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
-         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        ("tests/host/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/host/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
         "the entries of an unlinked table are frozen before it is freed",
         "concurrency-tdp"),
     ReplayedBug(
@@ -289,8 +289,8 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "an unlinked table is freed while a fault is still walking it",
         "'Protect TDP MMU page table memory with RCU'",
         "7cca2d0b7e7d (title and text verified)",
-        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
-         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        ("tests/host/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/host/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
         "walk under rcu_read_lock; free unlinked tables with call_rcu",
         "concurrency-tdp"),
     ReplayedBug(
@@ -299,8 +299,8 @@ REPLAYED: tuple[ReplayedBug, ...] = (
         "'Fix race condition in direct_page_fault' (make_mmu_pages_available under the read lock)",
         "47b0c2e4c220 (title and text verified); the model's shadow fault stands in for "
         "make_mmu_pages_available",
-        ("tests/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
-         "tests/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
+        ("tests/host/test_concurrency.py::test_every_scenario_holds_with_every_switch_off",
+         "tests/host/test_concurrency.py::test_each_switch_is_caught_in_its_scenario"),
         "the legacy and shadow MMUs change SPTEs only under mmu_lock for write",
         "concurrency-locks"),
 )

@@ -33,7 +33,7 @@ One more class is part of the contract: :class:`HostOutOfMemory` (a
 request that was valid, as the kernel's allocator would return
 ``-ENOMEM``. Anything else escaping a public call (``AttributeError``,
 ``IndexError``, ``KeyError``, ``OverflowError``, ``RuntimeError``, NumPy
-errors, ...) is a bug in the model, and ``tests/test_api_fuzz.py`` looks
+errors, ...) is a bug in the model, and ``tests/api/test_api_fuzz.py`` looks
 for it by calling every public callable with arbitrary values.
 
 The ``check_*`` helpers below are what modules use at function entry; each

@@ -4,7 +4,7 @@
 from the walker (recursive scans over every entry, not walks), and builds
 fresh four- or five-level tables mapping each L2 virtual page straight to
 its L1 physical page with the rights of both dimensions ANDed.
-``tests/test_nested.py`` checks that a one-dimensional walk of those tables
+``tests/guest/test_nested.py`` checks that a one-dimensional walk of those tables
 agrees with :func:`refimpl.guest.nested.nested_translate`.
 
 It shares with the model only the bit layouts and the reserved-bit masks

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +67,7 @@ def test_toc_walker_finds_nested_files():
     assert toc_files(toc) == ["book/a", "book/b", "book/c"]
 
 
+@pytest.mark.slow
 def test_every_toc_chapter_is_collected_by_pytest():
     paths = chapter_paths()
     collected = collected_notebooks(paths)

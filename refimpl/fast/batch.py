@@ -381,7 +381,7 @@ def translate_batch_clear(
 ) -> BatchResult:
     """:func:`translate_batch` without its long-mode fast path.
 
-    Same parameters, result and exceptions; ``tests/test_fast_paths.py``
+    Same parameters, result and exceptions; ``tests/fast/test_fast_paths.py``
     checks that the two agree.
     """
     _numpy()

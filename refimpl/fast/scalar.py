@@ -3,7 +3,7 @@
 Can be skipped on a first reading: nothing here defines behaviour.
 :func:`refimpl.guest.walker.translate` is the definition, and
 :func:`translate` below gives exactly its results (every field, and the A/D
-bits left in memory); ``tests/test_fast_paths.py`` checks that on seeded
+bits left in memory); ``tests/fast/test_fast_paths.py`` checks that on seeded
 random images in every paging mode, with random control bits and accesses.
 ``refimpl.translate`` is this one.
 

@@ -14,7 +14,7 @@ This module builds that table (:func:`update_permission_bitmask`), the
 protection-key table (:func:`update_pkru_bitmask`), and the check that uses
 both (:func:`permission_fault`). Beside them, :func:`direct_permission_rule`
 states the same decision straight from the SDM's prose, with no tables, so a
-chapter (and ``tests/test_permissions.py``) can show the two agree on every
+chapter (and ``tests/guest/test_permissions.py``) can show the two agree on every
 input.
 
 Glossary
@@ -281,7 +281,7 @@ def direct_permission_rule(
     KVM
     ---
     None: this is Intel SDM Vol. 3A, 4.6 "Access Rights" and 4.6.2
-    "Protection Keys", restated. ``tests/test_permissions.py`` checks it
+    "Protection Keys", restated. ``tests/guest/test_permissions.py`` checks it
     against ``update_permission_bitmask`` / ``permission_fault`` from
     ``arch/x86/kvm/mmu/mmu.c`` and ``mmu.h``.
     """

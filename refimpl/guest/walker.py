@@ -616,7 +616,7 @@ def translate(
 
     This is the definition. ``refimpl.translate`` is
     ``refimpl.fast.scalar.translate``, which gives the same results
-    faster in four- and five-level paging (``tests/test_fast_paths.py``).
+    faster in four- and five-level paging (``tests/fast/test_fast_paths.py``).
 
     Parameters
     ----------

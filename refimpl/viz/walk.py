@@ -364,7 +364,7 @@ def broken_rules(
 ) -> list[PermissionRule]:
     """The SDM rules an access to a page with rights ``acc`` breaks, in SDM order.
 
-    This is the explanation the explorer prints; ``tests/test_viz.py``
+    This is the explanation the explorer prints; ``tests/viz/test_viz.py``
     checks, for every input, that it is empty exactly when
     :func:`refimpl.guest.permissions.permission_fault` allows the access, and
     contains ``PK`` exactly when that function reports PK.

@@ -20,7 +20,7 @@ A soak run with more steps, from the repository root::
 
     from hypothesis import settings
     from hypothesis.stateful import run_state_machine_as_test
-    from tests.test_tdp12 import NestedEptMachine
+    from tests.host.test_tdp12 import NestedEptMachine
     run_state_machine_as_test(NestedEptMachine, settings=settings(
         max_examples=2000, stateful_step_count=100, deadline=None))
 """
@@ -572,8 +572,10 @@ NestedEptMachine.TestCase.settings = settings(
     max_examples=25, stateful_step_count=30, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestNestedEptMachine = NestedEptMachine.TestCase
+TestNestedEptMachine.pytestmark = [pytest.mark.slow]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bug", sorted(TDP12_BUGS))
 def test_the_machine_catches_each_naive_switch(bug):
     broken = type(f"Broken_{bug}", (NestedEptMachine,), {"bugs": (bug,)})

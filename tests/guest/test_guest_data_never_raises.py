@@ -6,7 +6,7 @@ and random addresses go through ``translate``, ``translate_batch``,
 ``ept_translate``, ``npt_translate`` (32-bit, PAE, four- and five-level NPT)
 and ``nested_translate`` (L2 in every paging mode, over EPT with four or five
 levels and over NPT in every mode). Every call must return a translation or
-a guest-visible fault, never raise. ``tests/test_bad_input.py`` has the
+a guest-visible fault, never raise. ``tests/api/test_bad_input.py`` has the
 first version of this for the walker alone.
 """
 

@@ -17,7 +17,7 @@ below asks refimpl what the answer should be.
 Behaviours 16 (CR0.WP toggle with TDP), 17 (shadow paging, WP=0 then SMEP),
 18 (shared child table with different parent rights) and 20 (nested L2 walk
 faulting in L1's EPT) need the shadow MMU or the nested composition, and are
-tested with those models (``tests/test_shadow_mmu.py``, ``tests/test_nested.py``).
+tested with those models (``tests/host/test_shadow_mmu.py``, ``tests/guest/test_nested.py``).
 
 Default set-up ("the usual CPU"): four-level paging, EFER.NXE=1, CR0.WP=1,
 SMEP/SMAP/PKE off, MAXPHYADDR 52.

@@ -377,7 +377,7 @@ def test_bitmap_and_layout_widgets():
 
 
 def test_only_viz_widgets_imports_ipywidgets():
-    root = Path(__file__).resolve().parent.parent / "refimpl"
+    root = Path(__file__).resolve().parents[2] / "refimpl"
     imports = re.compile(r"^\s*(import|from)\s+ipywidgets\b", re.M)
     importers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                        if imports.search(p.read_text()))

@@ -25,7 +25,7 @@ from refimpl.viz.layouts import LayoutSetup
 from refimpl.viz.nested import NestedSetup
 from refimpl.viz.walk import WalkSetup
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _output(form_html: str) -> str:

@@ -70,6 +70,7 @@ def test_legal_count_by_scalar_rules(maxphyaddr, pku, smep):
     assert n << len(free) == ao.count_legal(maxphyaddr, pku, smep)
 
 
+@pytest.mark.slow
 def test_full_enumeration_count_maxphyaddr_40():
     # The vectorised enumeration (used by benchmarks/access_enum.py) visits
     # exactly the counted number of words, each legal, in ascending order.
@@ -294,6 +295,7 @@ def _run_sample(depth, maxphyaddr, smep, seed, n=SAMPLES):
     (5, 40, False, 5040),
     (4, 40, True, 4140),    # extension: CR4.SMEP combos, user ones included
 ])
+@pytest.mark.slow
 def test_random_sample_matches_walker(depth, maxphyaddr, smep, seed, request):
     bad, line = _run_sample(depth, maxphyaddr, smep, seed)
     request.node.user_properties.append(("differential_summary", line))
@@ -369,7 +371,7 @@ def _load_bench():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "access_enum.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "access_enum.py"
     spec = importlib.util.spec_from_file_location("access_enum_bench", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -497,10 +497,13 @@ class TdpCoherenceNpt(TdpCoherence):
 
 
 TestTdpCoherenceEpt = TdpCoherence.TestCase
+TestTdpCoherenceEpt.pytestmark = [pytest.mark.slow]
 TestTdpCoherenceEpt.settings = STATEFUL
 TestTdpCoherenceEptPml = TdpCoherenceEptPml.TestCase
+TestTdpCoherenceEptPml.pytestmark = [pytest.mark.slow]
 TestTdpCoherenceEptPml.settings = STATEFUL
 TestTdpCoherenceNpt = TdpCoherenceNpt.TestCase
+TestTdpCoherenceNpt.pytestmark = [pytest.mark.slow]
 TestTdpCoherenceNpt.settings = STATEFUL
 
 

@@ -192,6 +192,7 @@ def test_cr0_wp_rule_of_step0_and_of_the_last_step():
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", STEPS[1:], ids=lambda s: s.name)
 def test_every_step_keeps_every_outcome(step):
     report = W.differential(step, N)

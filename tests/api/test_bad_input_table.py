@@ -8,7 +8,7 @@ impossible CPU states, overlapping memslots, unknown names. Where the call
 is on an object, the test snapshots the object (and the arguments that are
 objects) before the call and checks that the failed call changed nothing.
 
-``tests/test_bad_input.py`` holds the older rows for the stable walker API;
+``tests/api/test_bad_input.py`` holds the older rows for the stable walker API;
 this table covers the rest of the package.
 """
 

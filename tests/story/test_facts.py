@@ -9,7 +9,7 @@ import pytest
 
 from refimpl.story.facts import FACTS, Fact, lookup
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # A commit id: 12 to 40 hex digits with at least one letter and one digit,
 # standing alone (not part of 0x..., a path, a longer word or a Message-ID).
 COMMIT = re.compile(r"(?<![0-9A-Za-z_.x/*-])([0-9a-f]{12,40})(?![0-9A-Za-z_@.*-])")

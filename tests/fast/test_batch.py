@@ -16,78 +16,21 @@ from hypothesis import given, settings, strategies as st
 from refimpl import ACCESS_FETCH, ACCESS_IMPLICIT, ACCESS_USER, ACCESS_WRITE, CpuState, GuestMemory, translate_batch
 from refimpl.guest.walker import translate  # the definition
 
+from strategies import MODES, random_cpu as _random_cpu, random_gvas as _random_gvas, random_image as _random_image
+
 PAGES = 16
-MODES = ["none", "32", "32pse", "pae", "4", "5"]
 
 
 def random_image(rng, entry_bytes, size):
-    """Memory whose first entries in every page are random entries into memory."""
-    mem = GuestMemory(size)
-    for page in range(PAGES):
-        for i in range(6):
-            target = rng.randrange(PAGES + 2)  # sometimes beyond memory
-            flags = 0
-            flags |= 0x1 if rng.random() < 0.85 else 0
-            flags |= rng.choice([0, 0x2]) | rng.choice([0, 0x4])
-            flags |= rng.choice([0, 0x20]) | rng.choice([0, 0x40])
-            flags |= 0x80 if rng.random() < 0.25 else 0
-            value = (target << 12) | flags
-            if entry_bytes == 8:
-                r = rng.random()
-                if r < 0.05:
-                    value |= 1 << 63  # NX (reserved without NXE)
-                elif r < 0.10:
-                    value |= 1 << rng.choice([13, 20, 29, 38, 51, 59, 62])
-                value |= rng.choice([0, 0, 1 << 59, 2 << 59])  # protection keys
-                mem.write64(page * 0x1000 + 8 * i, value)
-            else:
-                if rng.random() < 0.1:
-                    value |= 1 << rng.choice([13, 16, 17, 21])
-                mem.write32(page * 0x1000 + 4 * i, value & 0xFFFF_FFFF)
-    return mem
+    return _random_image(rng, entry_bytes, size, pages=PAGES)
 
 
 def random_cpu(rng, mode):
-    wp, smep, smap, nx, ac, pke = (rng.random() < 0.5 for _ in range(6))
-    cr0 = 0x1 | (wp << 16) | ((mode != "none") << 31)
-    cr4 = (smep << 20) | (smap << 21) | (pke << 22)
-    efer = nx << 11
-    cr3 = rng.randrange(PAGES + 1) << 12
-    if mode == "32pse":
-        cr4 |= 0x10
-    if mode == "pae":
-        cr4 |= 0x20
-        cr3 |= rng.randrange(4) * 32
-    if mode in ("4", "5"):
-        cr4 |= 0x20 | ((mode == "5") << 12)
-        efer |= 0x500
-    return CpuState(
-        cr0=cr0, cr3=cr3, cr4=cr4, efer=efer, rflags=ac << 18,
-        pkru=rng.getrandbits(32), maxphyaddr=rng.choice([36, 40, 52]),
-        gbpages=rng.random() < 0.7,
-    )
+    return _random_cpu(rng, mode, pages=PAGES)
 
 
 def random_gvas(rng, mode, n):
-    out = []
-    for _ in range(n):
-        if mode in ("none", "32", "32pse"):
-            g = (rng.randrange(6) << 22) | (rng.randrange(6) << 12)
-        elif mode == "pae":
-            g = (rng.randrange(4) << 30) | (rng.randrange(6) << 21) | (rng.randrange(6) << 12)
-        else:
-            levels = 4 if mode == "4" else 5
-            g = 0
-            for lvl in range(levels):
-                g |= rng.randrange(6) << (12 + 9 * lvl)
-            top = 47 if mode == "4" else 56
-            r = rng.random()
-            if r < 0.1:
-                g |= (1 << 64) - (1 << top)  # canonical upper half (index 511..)
-            elif r < 0.15:
-                g |= 1 << 63  # not canonical
-        out.append(g | rng.randrange(0x1000))
-    return np.array(out, dtype=np.uint64)
+    return np.array(_random_gvas(rng, mode, n), dtype=np.uint64)
 
 
 def sequential(mem, cpu, gvas, access):
@@ -221,7 +164,7 @@ def test_refimpl_imports_without_numpy_and_translate_batch_names_it():
     import sys
     import textwrap
 
-    root = pathlib.Path(__file__).resolve().parent.parent
+    root = pathlib.Path(__file__).resolve().parents[2]
     script = textwrap.dedent("""
         import importlib, pkgutil, sys
         sys.modules["numpy"] = None

@@ -6,10 +6,14 @@ import os
 import subprocess
 import sys
 
+import pytest
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from hypothesis import strategies as st
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Runs the soak script in a process, for seconds.
+pytestmark = pytest.mark.slow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class PlantedMachine(RuleBasedStateMachine):

@@ -830,6 +830,7 @@ ShadowMachine.TestCase.settings = settings(
     derandomize=True,
 )
 TestShadowMachine = ShadowMachine.TestCase
+TestShadowMachine.pytestmark = [pytest.mark.slow]
 
 
 # ---------------------------------------------------------------------------

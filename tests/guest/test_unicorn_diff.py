@@ -25,7 +25,6 @@ import pytest
 
 pytest.importorskip("unicorn", reason="unicorn (QEMU x86 emulator bindings) is not installed")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import unicorn_harness as H  # noqa: E402
 from unicorn_harness import (  # noqa: E402
     CR0_PE, CR0_PG, CR4_PKE, CR4_PSE, CR4_SMAP, CR4_SMEP, E_A, E_D, E_NX, E_P, E_PS, E_U, E_W,
@@ -255,6 +254,7 @@ def test_compare_rejects_wrong_answers():
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ALL_MODES, ids=lambda m: m.name)
 def test_unicorn_diff(mode, request):
     _require_refimpl()
