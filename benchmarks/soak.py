@@ -36,11 +36,11 @@ TESTS = os.path.join(ROOT, "tests")
 # name -> "module:Class" (modules are imported from tests/). A machine whose
 # module is missing is skipped, so the list can name machines still to come.
 REGISTRY: dict[str, str] = {
-    "tdp-ept": "test_tdp_mmu:TdpCoherence",
-    "tdp-ept-pml": "test_tdp_mmu:TdpCoherenceEptPml",
-    "tdp-npt": "test_tdp_mmu:TdpCoherenceNpt",
-    "shadow": "test_shadow_mmu:ShadowMachine",
-    "nested-ept": "test_tdp12:NestedEptMachine",
+    "tdp-ept": "host.test_tdp_mmu:TdpCoherence",
+    "tdp-ept-pml": "host.test_tdp_mmu:TdpCoherenceEptPml",
+    "tdp-npt": "host.test_tdp_mmu:TdpCoherenceNpt",
+    "shadow": "host.test_shadow_mmu:ShadowMachine",
+    "nested-ept": "host.test_tdp12:NestedEptMachine",
 }
 
 

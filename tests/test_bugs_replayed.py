@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import test_shadow_mmu as tsm
+from host import test_shadow_mmu as tsm
 from refimpl.layouts import legacy as L
 from refimpl.host import nested_svm, shadow_mmu, tdp_mmu
 from refimpl.host.concurrency import threads as concurrency_threads

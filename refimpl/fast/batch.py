@@ -364,16 +364,20 @@ def translate_batch(
     vectorised; see the module docstring for why the result equals the
     sequential one.
     """
+    addrs, access = _checked(mem, cpu, gvas, access)
+    if cpu.mode.long_mode and _ctx_is_x86(cpu):
+        return _batch_long_mode(mem, cpu, addrs, access)
+    return _batch_generic(mem, cpu, addrs, access)
+
+
+def _checked(mem: GuestMemory, cpu: CpuState, gvas: object, access: object):
+    """The arguments of both batch walks, checked: (addresses, access)."""
     _numpy()
     if not isinstance(mem, GuestMemory):
         raise TypeError(f"mem must be a GuestMemory, got {type(mem).__name__}")
     if not isinstance(cpu, CpuState):
         raise TypeError(f"cpu must be a CpuState, got {type(cpu).__name__}")
-    access = check_access(access)
-    addrs = _check_gvas(gvas, cpu)
-    if cpu.mode.long_mode and _ctx_is_x86(cpu):
-        return _batch_long_mode(mem, cpu, addrs, access)
-    return _batch_generic(mem, cpu, addrs, access)
+    return _check_gvas(gvas, cpu), check_access(access)
 
 
 def translate_batch_clear(
@@ -384,13 +388,7 @@ def translate_batch_clear(
     Same parameters, result and exceptions; ``tests/fast/test_fast_paths.py``
     checks that the two agree.
     """
-    _numpy()
-    if not isinstance(mem, GuestMemory):
-        raise TypeError(f"mem must be a GuestMemory, got {type(mem).__name__}")
-    if not isinstance(cpu, CpuState):
-        raise TypeError(f"cpu must be a CpuState, got {type(cpu).__name__}")
-    access = check_access(access)
-    addrs = _check_gvas(gvas, cpu)
+    addrs, access = _checked(mem, cpu, gvas, access)
     return _batch_generic(mem, cpu, addrs, access)
 
 

@@ -51,7 +51,7 @@ def test_short_soak_of_every_machine_is_clean():
 
 def test_planted_violation_makes_the_soak_fail():
     r = soak("--steps", "200", "--seed", "1", "--only", "planted",
-             "--machine", "planted=test_soak:PlantedMachine")
+             "--machine", "planted=host.test_soak:PlantedMachine")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "planted violation" in r.stdout
     row = next(line for line in r.stdout.splitlines() if line.startswith("planted:"))

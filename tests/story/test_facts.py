@@ -49,3 +49,29 @@ def test_entries_are_well_formed():
     with pytest.raises(ValueError, match="kind"):
         Fact("x", "rumour", "c", "s", True)
     assert len({f.key for f in FACTS}) == len(FACTS)
+
+
+def unconfirmed_without_a_word(text: str, facts) -> list[str]:
+    """Keys of unconfirmed facts cited in ``text`` with no "unconfirmed" (or
+    "not confirmed") within 600 characters of the citation."""
+    bad = []
+    for f in facts:
+        if f.confirmed:
+            continue
+        for m in re.finditer(re.escape(f.key), text):
+            near = text[max(0, m.start() - 600): m.end() + 600].lower()
+            if "unconfirmed" not in near and "not confirmed" not in near:
+                bad.append(f.key)
+    return bad
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "book").glob("*.md")), ids=lambda p: p.name)
+def test_prose_on_an_unconfirmed_fact_says_so(path):
+    bad = unconfirmed_without_a_word(path.read_text(encoding="utf-8"), FACTS)
+    assert not bad, f"{path.name} cites unconfirmed facts without saying so: {sorted(set(bad))}"
+
+
+def test_the_unconfirmed_check_catches_a_silent_citation():
+    rumour = Fact("0123456789ab", "commit", "a rumoured fix", "nowhere", False)
+    assert unconfirmed_without_a_word("Fixed by 0123456789ab in 2019.", [rumour]) == ["0123456789ab"]
+    assert unconfirmed_without_a_word("Fixed by 0123456789ab (unconfirmed).", [rumour]) == []
