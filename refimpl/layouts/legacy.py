@@ -65,7 +65,7 @@ from refimpl.layouts.steps.step8_cr0wp_no_reset import Cr0WpNoReset
 from refimpl.layouts.structs import struct_at
 
 __all__ = [
-    "KVM_MMU_NUM_PREV_ROOTS", "Derived", "RootInfo", "INVALID_ROOT", "Host", "GuestRegs",
+    "KVM_MMU_NUM_PREV_ROOTS", "Derived", "INVALID_ROOT", "Host", "GuestRegs",
     "KvmMmu", "KvmVcpuArch", "Vm", "Today", "MMU_STRUCTS", "VCPU_MEMBERS", "members_markdown",
     "CALLBACKS", "PURPOSE", "fields_by_purpose", "guest_paging_metadata",
     "tdp_shadow_zero_check", "shadow_zero_check_x86", "ept_shadow_zero_check",

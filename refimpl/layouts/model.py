@@ -38,7 +38,7 @@ from refimpl.host.roles import (
 )
 
 __all__ = [
-    "KVM_MMU_NUM_PREV_ROOTS", "Derived", "RootInfo", "INVALID_ROOT", "prev_roots", "Host",
+    "KVM_MMU_NUM_PREV_ROOTS", "Derived", "INVALID_ROOT", "prev_roots", "Host",
     "GuestRegs", "WALK_HALF", "guest_paging_metadata", "ept_paging_metadata",
     "tdp_shadow_zero_check", "shadow_zero_check_x86", "ept_shadow_zero_check", "walker_name",
     "CR0_ROLE_BITS", "nested_entry", "nested_exit", "L1_REGS", "L2_REGS", "EPTP12", "NCR3",

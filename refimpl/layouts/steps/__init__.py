@@ -1,4 +1,4 @@
-"""From today's ``struct kvm_mmu`` to the 2021 sketch, one proven step at a time.
+"""From today's ``struct kvm_mmu`` to the 2021 sketch, one checked step at a time.
 
 Each step of the refactoring is a module of this package holding one class,
 a subclass of the previous step's class that overrides only what the step
