@@ -65,7 +65,7 @@ def tdp_disable_dirty_logging(size: int) -> dict:
     second round of touches."""
     from refimpl.host.spte import ept_format
     from refimpl.host.tdp_mmu import RecoveryStrategy, TdpMmu
-    from refimpl.host.mmu import tdp_kind
+    from refimpl.host.kvm_mmu import tdp_kind
 
     npages = size >> 12
     out: dict = {"size_mib": size // MIB}

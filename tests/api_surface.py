@@ -276,7 +276,7 @@ def good_value(module: str, name: str):
 # Instances whose methods are fuzzed: class key -> factory, or a tuple of
 # factories of the same class in different states (the fuzz draws one).
 def _tdp_mmu():
-    from refimpl.host.mmu import tdp_kind
+    from refimpl.host.kvm_mmu import tdp_kind
     from refimpl.host.tdp_mmu import TdpMmu
     kvm = _kvm()
     kvm.create_vcpu()

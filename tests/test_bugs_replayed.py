@@ -21,7 +21,8 @@ from refimpl.host import nested_svm, shadow_mmu, tdp_mmu
 from refimpl.host.concurrency import threads as concurrency_threads
 from refimpl.bugs import REPLAYED, switches
 from refimpl.guest.cpu import PagingMode
-from refimpl.host.mmu import ACCESS_FETCH, ACCESS_WRITE, tdp_kind
+from refimpl.guest.walker import ACCESS_FETCH, ACCESS_WRITE
+from refimpl.host.kvm_mmu import tdp_kind
 from refimpl.host.nested_svm import l2_vmload
 from refimpl.guest.permissions import permission_fault, update_permission_bitmask
 from refimpl.host.roles import EFER_NX

@@ -104,8 +104,8 @@ class MmuKind:
         instead of write-protecting.
     roots : list
         TDP only: the VM's roots (``kvm->arch.tdp_mmu_roots``), each a
-        :class:`refimpl.host.mmu.MmuPage` with ``tdp_mmu_page`` set; shared by role.
-    stats : refimpl.host.mmu.MmuStats
+        :class:`refimpl.host.mmu_page.MmuPage` with ``tdp_mmu_page`` set; shared by role.
+    stats : refimpl.host.kvm_mmu.MmuStats
 
     KVM
     ---
@@ -218,20 +218,20 @@ class Mmu:
 
     Attributes
     ----------
-    kind : refimpl.host.mmu.MmuKind
+    kind : refimpl.host.kvm_mmu.MmuKind
         The tables' kind: the VM's (TDP) or the vCPU's own (shadow).
-    root : refimpl.host.mmu.RootInfo
+    root : refimpl.host.kvm_mmu.RootInfo
         ``mmu->root``: current root table and the pgd it was built for.
     root_role : refimpl.host.roles.PageRole or None
         ``mmu->root_role``: format of the tables KVM builds.
-    prev_roots : list of refimpl.host.mmu.RootInfo
+    prev_roots : list of refimpl.host.kvm_mmu.RootInfo
         ``mmu->prev_roots[3]``, most recent first.
     page_fault : callable or None
         ``mmu->page_fault``: ``page_fault(vcpu, addr, error_code)``, set by
         the MMU implementation (``kvm_tdp_page_fault``,
         ``paging64_page_fault``...).
-    tlb : refimpl.host.mmu.Tlb
-        The vCPU's TLB (:func:`vcpu_tlb`), shared by all its MMUs; not part
+    tlb : refimpl.host.tlb.Tlb
+        The vCPU's TLB (:func:`refimpl.host.tlb.vcpu_tlb`), shared by all its MMUs; not part
         of ``struct kvm_mmu``, kept here for convenience.
 
     KVM

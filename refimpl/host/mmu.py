@@ -62,33 +62,12 @@ from refimpl.host.tlb import Tlb, TlbEntry, vcpu_tlb
 from refimpl.host.vm import HostMemory, Kvm, Vcpu
 
 __all__ = [
-    "KVM_MMU_NUM_PREV_ROOTS",
-    "SPTE_ENT_PER_PAGE",
-    "ACCESS_WRITE",
-    "ACCESS_FETCH",
-    "ACCESS_USER",
-    "MmuStats",
-    "MmuKind",
-    "RootInfo",
-    "INVALID_ROOT",
-    "Mmu",
-    "MmuPage",
-    "TlbEntry",
-    "Tlb",
-    "RetPf",
-    "HwFault",
-    "AccessPath",
-    "GuestStore",
-    "AccessResult",
     "HwResult",
-    "tdp_kind",
-    "shadow_kind",
     "make_eptp",
     "hw_translate_tdp",
     "hw_translate_shadow",
     "hw_translate",
     "flush_remote_tlbs",
-    "vcpu_tlb",
 ]
 
 
@@ -127,7 +106,7 @@ class HwResult:
         The host-physical address reached, or None on a fault.
     level : int or None
         Leaf level (or where the walk stopped).
-    fault : refimpl.host.mmu.HwFault or None
+    fault : refimpl.host.outcomes.HwFault or None
         None, or why the walk stopped: ``NOT_PRESENT``, ``PERMISSION``
         (EPT violation / #NPF / #PF) or ``RSVD`` (EPT misconfiguration or
         PFERR.RSVD: the MMIO path).

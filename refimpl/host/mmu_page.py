@@ -2,9 +2,9 @@
 
 KVM has one structure for a page-table page it built, whichever MMU built
 it: a ``tdp_mmu_page`` flag says which, and unions hold the fields only
-one of them uses. :class:`refimpl.host.mmu.MmuPage` is that structure. The TDP MMU
-(:mod:`refimpl.host.tdp_mmu`) makes pages with :meth:`refimpl.host.mmu.MmuPage.tdp`, the
-shadow MMU (:mod:`refimpl.host.shadow_mmu`) with :meth:`refimpl.host.mmu.MmuPage.shadow`;
+one of them uses. :class:`refimpl.host.mmu_page.MmuPage` is that structure. The TDP MMU
+(:mod:`refimpl.host.tdp_mmu`) makes pages with :meth:`refimpl.host.mmu_page.MmuPage.tdp`, the
+shadow MMU (:mod:`refimpl.host.shadow_mmu`) with :meth:`refimpl.host.mmu_page.MmuPage.shadow`;
 the shadow-only fields are None on a TDP page, as the other arm of a union
 is meaningless there.
 

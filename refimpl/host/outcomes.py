@@ -9,16 +9,16 @@ strings the model used to return keep working.
 
 Glossary
 --------
-:class:`refimpl.host.mmu.RetPf`
+:class:`refimpl.host.outcomes.RetPf`
     What KVM's page-fault handler did (``RET_PF_*``).
-:class:`refimpl.host.mmu.HwFault`
+:class:`refimpl.host.outcomes.HwFault`
     Why the CPU's walk of KVM's tables stopped.
-:class:`refimpl.host.mmu.AccessPath`
+:class:`refimpl.host.outcomes.AccessPath`
     Who completed a guest access: the CPU, KVM's emulator, userspace (MMIO),
     or nobody (the guest, or L1, receives a fault).
-:class:`refimpl.host.mmu.GuestStore`
+:class:`refimpl.host.outcomes.GuestStore`
     How a guest store to one of its page tables reached memory.
-:class:`refimpl.host.mmu.AccessResult`
+:class:`refimpl.host.outcomes.AccessResult`
     The one record of a guest access, for the TDP and the shadow MMU.
 
 KVM
@@ -134,7 +134,7 @@ class AccessResult:
 
     Parameters
     ----------
-    path : refimpl.host.mmu.AccessPath
+    path : refimpl.host.outcomes.AccessPath
         Who completed it.
     hpa : int or None
         Host-physical address accessed (None for MMIO and faults).

@@ -4,11 +4,11 @@ Without EPT/NPT, the CPU walks tables that KVM builds from the guest's:
 *shadow page tables* that map guest-virtual addresses straight to host
 frames. This module models how KVM builds and keeps them, on top of the VM
 of :mod:`refimpl.host.vm`, the SPTE format of :mod:`refimpl.host.spte` and the
-per-vCPU :class:`refimpl.host.mmu.Mmu` / :class:`refimpl.host.mmu.MmuKind`.
+per-vCPU :class:`refimpl.host.kvm_mmu.Mmu` / :class:`refimpl.host.kvm_mmu.MmuKind`.
 
 Glossary
 --------
-shadow page (SP, :class:`refimpl.host.mmu.MmuPage`)
+shadow page (SP, :class:`refimpl.host.mmu_page.MmuPage`)
     One host page of 512 SPTEs that shadows one guest table (or part of
     one: see *quadrant*), or maps a linear range of guest frames (*direct*).
     Identified by ``(gfn, role.word)`` in the VM's page hash.
@@ -80,11 +80,11 @@ from typing import Iterable, Optional
 from refimpl.guest.cpu import CpuState, PagingMode
 from refimpl.guest.faults import Fault, WalkError, fault_for
 from refimpl.guest.memory import GuestMemory, check_int
-from refimpl.guest.tables import GuestPageTables  # noqa: F401 (its old home; tests, chapters)
-from refimpl.host.mmu import (
-    INVALID_ROOT, KVM_MMU_NUM_PREV_ROOTS, AccessPath, AccessResult, GuestStore, HwFault,
-    HwResult, Mmu, MmuKind, MmuPage, RetPf, RootInfo, _hw_translate_shadow, shadow_kind, vcpu_tlb,
-)
+from refimpl.host.kvm_mmu import INVALID_ROOT, KVM_MMU_NUM_PREV_ROOTS, Mmu, MmuKind, RootInfo, shadow_kind
+from refimpl.host.outcomes import AccessPath, AccessResult, GuestStore, HwFault, RetPf
+from refimpl.host.mmu import HwResult, _hw_translate_shadow
+from refimpl.host.mmu_page import MmuPage
+from refimpl.host.tlb import vcpu_tlb
 from refimpl.host.mmu_page import SPTE_ENT_PER_PAGE, _acc_str
 from refimpl.host.roles import (
     ACC_ALL, ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK, PT32E_ROOT_LEVEL,
@@ -161,12 +161,6 @@ _PAGE = 4096
 # ---------------------------------------------------------------------------
 # Shadow pages
 # ---------------------------------------------------------------------------
-
-
-#: Shadow pages are :class:`refimpl.host.mmu.MmuPage` objects (KVM's one
-#: ``struct kvm_mmu_page``), made with :meth:`refimpl.host.mmu.MmuPage.shadow`;
-#: the old name stays for readers' code.
-ShadowPage = MmuPage
 
 
 def kvm_mmu_child_role(parent: PageRole, index: int, direct: bool, access: int) -> PageRole:
@@ -321,16 +315,16 @@ class ShadowVcpu:
     vcpu : refimpl.host.vm.Vcpu
     cpu : refimpl.guest.cpu.CpuState
         The guest's registers.
-    mmu : refimpl.host.mmu.Mmu
+    mmu : refimpl.host.kvm_mmu.Mmu
         ``vcpu->arch.mmu`` (root, root_role, prev_roots).
-    kind : refimpl.host.mmu.MmuKind
+    kind : refimpl.host.kvm_mmu.MmuKind
         The vCPU's own kind (the sketch's ``vcpu->arch.shadow_mmu``).
     cpu_role : refimpl.host.roles.CpuRole
     pdptrs : tuple of four int
         The PAE PDPTE registers loaded at the last CR3 load.
     pae_root_pfn : int
         Host frame of the four-entry PAE root (``mmu->pae_root``).
-    pae_root : list of refimpl.host.mmu.MmuPage or None
+    pae_root : list of refimpl.host.mmu_page.MmuPage or None
         The SPs the four PAE root entries point to.
     req_sync, req_free_obsolete : bool
         Pending ``KVM_REQ_MMU_SYNC`` / ``KVM_REQ_MMU_FREE_OBSOLETE_ROOTS``.
@@ -1141,7 +1135,7 @@ class ShadowMmu:
 
         Returns
         -------
-        refimpl.host.mmu.AccessResult
+        refimpl.host.outcomes.AccessResult
 
         Raises
         ------
@@ -1391,7 +1385,7 @@ class ShadowMmu:
 
         Returns
         -------
-        refimpl.host.mmu.GuestStore
+        refimpl.host.outcomes.GuestStore
             ``EMULATED`` or ``DIRECT``.
 
         Raises

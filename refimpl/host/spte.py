@@ -467,7 +467,7 @@ def shadow_zero_check_for(fmt: SpteFormat, root_level: int) -> RsvdBitsValidate:
 class SpteKind(Protocol):
     """What :func:`make_spte` needs from an MMU kind: no vCPU.
 
-    :class:`refimpl.host.mmu.MmuKind` satisfies it.
+    :class:`refimpl.host.kvm_mmu.MmuKind` satisfies it.
     """
 
     spte_format: SpteFormat
@@ -782,7 +782,7 @@ def make_spte(
 
     Parameters
     ----------
-    kind : refimpl.host.mmu.MmuKind or refimpl.host.spte.SpteFormat
+    kind : refimpl.host.kvm_mmu.MmuKind or refimpl.host.spte.SpteFormat
         The MMU kind (its ``spte_format`` and ``shadow_zero_check``), or a
         bare format (then pass ``shadow_zero_check`` separately, or none).
     pte_access : int

@@ -77,10 +77,10 @@ from refimpl.guest.faults import WalkError
 from refimpl.guest.formats import CR0, EFER, EPT_EXIT_QUAL, EPTP
 from refimpl.errors import check_instance, check_range
 from refimpl.guest.memory import GuestMemory, check_int
-from refimpl.host.mmu import (
-    INVALID_ROOT, AccessPath, HwFault, HwResult, Mmu, MmuKind, RetPf, RootInfo, _hw_translate_tdp,
-    vcpu_tlb,
-)
+from refimpl.host.kvm_mmu import INVALID_ROOT, Mmu, MmuKind, RootInfo
+from refimpl.host.outcomes import AccessPath, HwFault, RetPf
+from refimpl.host.mmu import HwResult, _hw_translate_tdp
+from refimpl.host.tlb import vcpu_tlb
 from refimpl.guest.nested import NestedFault, _check_eptp, ept_exit_to_l1, npf_exit_to_l1
 from refimpl.host.roles import ACC_ALL, calc_shadow_ept_role
 from refimpl.guest.rsvd import reset_rsvds_bits_mask_ept
@@ -127,7 +127,7 @@ class L2Access:
 
     Parameters
     ----------
-    path : refimpl.host.mmu.AccessPath
+    path : refimpl.host.outcomes.AccessPath
         ``HARDWARE`` (the CPU found it in EPT02/NPT02), ``EMULATED``
         (L0 emulated the instruction), ``MMIO`` (the L1 gpa is in no
         memslot: an exit to L0's userspace) or ``EXIT`` (reflected to L1).

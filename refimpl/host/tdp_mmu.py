@@ -9,7 +9,7 @@ same root role (the roles differ only for SMM and for L2 guests).
 Glossary
 --------
 root
-    A top-level table (:class:`refimpl.host.mmu.MmuPage` with ``role.level`` 4 or 5) on
+    A top-level table (:class:`refimpl.host.mmu_page.MmuPage` with ``role.level`` 4 or 5) on
     ``kvm->arch.tdp_mmu_roots`` (here ``kind.roots``); found by role and
     reference-counted (:meth:`TdpMmu.get_root`, :meth:`TdpMmu.put_root`).
 fault path
@@ -28,7 +28,7 @@ dirty logging
     series made fast (:class:`RecoveryStrategy`).
 
 Every SPTE store, bulk read, TLB flush and page fault is counted in the
-kind's :class:`refimpl.host.mmu.MmuStats`. Nothing runs concurrently, so KVM's
+kind's :class:`refimpl.host.kvm_mmu.MmuStats`. Nothing runs concurrently, so KVM's
 atomic updates, frozen SPTEs and RCU-deferred frees are plain stores and
 immediate frees here.
 """
@@ -41,25 +41,12 @@ from enum import Enum
 from typing import Iterable, Iterator, Optional
 
 from refimpl.guest.formats import PFERR
-from refimpl.host.mmu import (
-    ACCESS_FETCH,
-    ACCESS_WRITE,
-    INVALID_ROOT,
-    AccessPath,
-    AccessResult,
-    HwFault,
-    HwResult,
-    Mmu,
-    MmuKind,
-    MmuPage,
-    RetPf,
-    RootInfo,
-    TlbEntry,
-    _flush_remote_tlbs,
-    _hw_translate_tdp,
-    tdp_kind,
-    vcpu_tlb,
-)
+from refimpl.guest.walker import ACCESS_FETCH, ACCESS_WRITE
+from refimpl.host.kvm_mmu import INVALID_ROOT, Mmu, MmuKind, RootInfo, tdp_kind
+from refimpl.host.outcomes import AccessPath, AccessResult, HwFault, RetPf
+from refimpl.host.mmu import HwResult, _flush_remote_tlbs, _hw_translate_tdp
+from refimpl.host.mmu_page import MmuPage
+from refimpl.host.tlb import TlbEntry, vcpu_tlb
 from refimpl.host.roles import ACC_ALL, CpuRole, PageRole, calc_tdp_root_role
 from refimpl.host.spte import (
     MMIO_SPTE_GEN_MASK,
@@ -117,12 +104,6 @@ def _index(gfn: int, level: int) -> int:
     return (gfn >> (9 * (level - 1))) & 511
 
 
-#: The TDP MMU's pages are :class:`refimpl.host.mmu.MmuPage` objects with
-#: ``tdp_mmu_page`` set (KVM has one ``struct kvm_mmu_page`` for both MMUs);
-#: the old name stays for readers' code.
-TdpMmuPage = MmuPage
-
-
 class RecoveryStrategy(Enum):
     """How huge pages come back when dirty logging is disabled.
 
@@ -157,7 +138,7 @@ class FaultResult:
 
     Parameters
     ----------
-    outcome : refimpl.host.mmu.RetPf
+    outcome : refimpl.host.outcomes.RetPf
         ``FIXED`` (an SPTE was installed or changed), ``SPURIOUS`` (the
         SPTE already allowed the access), ``EMULATE`` (MMIO or a write to
         a read-only memslot: userspace or the emulator handles it).
@@ -181,7 +162,7 @@ class LeafSpte:
 
     Parameters
     ----------
-    root : refimpl.host.mmu.MmuPage
+    root : refimpl.host.mmu_page.MmuPage
     level : int
     gfn : int
         First gfn mapped.
@@ -204,9 +185,9 @@ class TdpMmu:
     ----------
     kvm : refimpl.host.vm.Kvm
         The VM; the TDP MMU registers itself as a memslot listener.
-    kind : refimpl.host.mmu.MmuKind or None
+    kind : refimpl.host.kvm_mmu.MmuKind or None
         The VM's kind (``kvm->arch.direct_mmu`` of the sketch); default
-        :func:`refimpl.host.mmu.tdp_kind` of ``fmt``.
+        :func:`refimpl.host.kvm_mmu.tdp_kind` of ``fmt``.
     fmt : refimpl.host.spte.SpteFormat or None
         Used when ``kind`` is None (default: EPT with A/D and the host's
         MAXPHYADDR).
@@ -242,7 +223,7 @@ class TdpMmu:
         if kind is None:
             kind = tdp_kind(fmt if fmt is not None else ept_format(phys_bits=kvm.host.maxphyaddr))
         if not isinstance(kind, MmuKind) or not kind.direct:
-            raise TypeError("kind must be a direct MmuKind (refimpl.host.mmu.tdp_kind)")
+            raise TypeError("kind must be a direct MmuKind (refimpl.host.kvm_mmu.tdp_kind)")
         if kind.spte_format.phys_bits != kvm.host.maxphyaddr:
             raise ValueError("kind: its format's phys_bits must equal the host's MAXPHYADDR")
         if host_max_level not in (1, 2, 3):
@@ -267,7 +248,7 @@ class TdpMmu:
 
     @property
     def stats(self):  # noqa: D401 - property
-        """The kind's counters (:class:`refimpl.host.mmu.MmuStats`)."""
+        """The kind's counters (:class:`refimpl.host.kvm_mmu.MmuStats`)."""
         return self.kind.stats
 
     def _read(self, sptep: int) -> int:
@@ -663,7 +644,7 @@ class TdpMmu:
 
         Returns
         -------
-        refimpl.host.mmu.AccessResult
+        refimpl.host.outcomes.AccessResult
             ``path`` is ``HARDWARE`` or ``MMIO``; ``exits`` (alias
             ``faults``) counts the EPT violations and misconfigurations.
         """
@@ -966,7 +947,7 @@ def measure_disable_dirty_logging(npages: int, strategy: RecoveryStrategy, *,
 
     Returns
     -------
-    refimpl.host.mmu.MmuStats
+    refimpl.host.kvm_mmu.MmuStats
         The counts from disabling dirty logging to the end of the second
         round of accesses (refaults included).
     """

@@ -11,7 +11,7 @@ an access does, and the TLB only remembers walks.
 
 Glossary
 --------
-entry (:class:`refimpl.host.mmu.TlbEntry`)
+entry (:class:`refimpl.host.tlb.TlbEntry`)
     One cached 4 KiB translation with the rights of the whole walk.
 tag
     The root the walk started from. Entries of different roots (L1's and

@@ -408,15 +408,15 @@ class Vcpu:
         ``role.smm`` set.
     cpu : refimpl.guest.cpu.CpuState or None
         The guest registers (for shadow paging); None for TDP-only users.
-    mmu : refimpl.host.mmu.Mmu or None
+    mmu : refimpl.host.kvm_mmu.Mmu or None
         ``vcpu->arch.mmu`` (set by the MMU that runs this vCPU).
     pml_buffer : list of int
         GPAs the CPU logged since the last PML flush (Intel PML).
-    tlb : refimpl.host.mmu.Tlb or None
+    tlb : refimpl.host.tlb.Tlb or None
         The vCPU's one TLB, whose entries are tagged by root, as VPID/EPTP
-        or ASID tagging does; every :class:`refimpl.host.mmu.Mmu` of the vCPU
+        or ASID tagging does; every :class:`refimpl.host.kvm_mmu.Mmu` of the vCPU
         (``root_mmu``, ``guest_mmu``) shares it, so a flush reaches all of
-        them. Made on first use by :func:`refimpl.host.mmu.vcpu_tlb`.
+        them. Made on first use by :func:`refimpl.host.tlb.vcpu_tlb`.
     """
 
     vcpu_id: int

@@ -52,7 +52,7 @@ from dataclasses import fields, replace
 from typing import Optional
 
 from refimpl.errors import check_bool, check_bugs, check_instance, check_int, check_items
-from refimpl.host.mmu import INVALID_ROOT, RootInfo
+from refimpl.host.kvm_mmu import INVALID_ROOT, RootInfo
 from refimpl.host.roles import CR0_PG, CR0_WP, CpuRole
 from refimpl.layouts.model import (
     CONFIGURATIONS, CR0_ROLE_BITS, EPTP12, KVM_MMU_NUM_PREV_ROOTS, L1_REGS, L2_REGS, NCR3,

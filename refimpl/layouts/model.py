@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from refimpl.errors import UnknownName, check_bool, check_choice, check_fields, check_instance, check_int
-from refimpl.host.mmu import INVALID_ROOT, RootInfo
+from refimpl.host.kvm_mmu import INVALID_ROOT, RootInfo
 from refimpl.host.roles import (
     CR0_PG, CR0_WP, CR4_PAE, EFER_LMA, EFER_LME, EFER_NX,
     PT64_ROOT_4LEVEL, PT64_ROOT_5LEVEL, CpuRole, PageRole, calc_cpu_role,

@@ -86,7 +86,7 @@ from refimpl.guest.nested import nested_translate
 from refimpl.host.roles import (
     CR4_PAE, CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME, EFER_NX, CpuRole,
 )
-from refimpl.host.shadow_mmu import GuestPageTables
+from refimpl.guest.tables import GuestPageTables
 from refimpl.host.tdp_mmu import TdpMmu
 from refimpl.host.vm import HostMemory, Kvm, MemslotFlags
 from refimpl.fast.scalar import translate

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from refimpl.errors import check_fields, check_range
 from refimpl.guest.cpu import CpuState, PagingMode
 from refimpl.guest.memory import GuestMemory
-from refimpl.host.shadow_mmu import GuestPageTables, ShadowMmu, ShadowPage
+from refimpl.guest.tables import GuestPageTables
+from refimpl.host.mmu_page import MmuPage
+from refimpl.host.shadow_mmu import ShadowMmu
 from refimpl.host.vm import HostMemory, Kvm
 from refimpl.viz.svg import Arrow, Box, Diagram, render
 
@@ -79,7 +81,7 @@ class QuadrantPath:
             check_range(f"QuadrantPath.{name}", getattr(self, name), 0, hi)
 
 
-def _leaf_index(sp: ShadowPage) -> int:
+def _leaf_index(sp: MmuPage) -> int:
     present = [i for i, e in enumerate(sp.spt) if e & _P]
     if len(present) != 1:
         raise AssertionError(f"expected one present SPTE in {sp!r}, found {len(present)}")

@@ -28,9 +28,11 @@ from refimpl.guest import walker
 from refimpl.guest.cpu import PagingMode
 from refimpl.guest.ept import ept_violation_exit_qualification, npt_translate
 from refimpl.errors import HostOutOfMemory, UnknownName
-from refimpl.host.mmu import make_eptp, tdp_kind
+from refimpl.host.mmu import make_eptp
+from refimpl.host.kvm_mmu import tdp_kind
 from refimpl.guest.nested import nested_translate, reference_count
-from refimpl.host.shadow_mmu import GuestPageTables, ShadowMmu
+from refimpl.guest.tables import GuestPageTables
+from refimpl.host.shadow_mmu import ShadowMmu
 from refimpl.host.tdp_mmu import TdpMmu, level_pages
 from refimpl.viz import layouts, svg
 from refimpl.viz import nested as vnested

@@ -885,7 +885,8 @@ def test_hw_walk_is_hw_translate_shadow(mode):
 
 
 def test_unsync_pages_are_per_vm_and_found_again_by_another_vcpu():
-    from refimpl.host.mmu import GuestStore, MmuPage
+    from refimpl.host.outcomes import GuestStore
+    from refimpl.host.mmu_page import MmuPage
     kvm, mem, pt, mmu = new_vm()
     gva = 0x40_0000
     path = pt.map(gva, DATA, leaf=P | W | A | D)
@@ -909,7 +910,7 @@ def test_unsync_pages_are_per_vm_and_found_again_by_another_vcpu():
 
 
 def test_shadow_access_paths_are_enum_values():
-    from refimpl.host.mmu import AccessPath
+    from refimpl.host.outcomes import AccessPath
     kvm, mem, pt, mmu = new_vm()
     pt.map(0x40_0000, DATA, leaf=P | A)
     vc = mmu.add_vcpu(regs(PagingMode.LEVEL4, cr3=pt.cr3))

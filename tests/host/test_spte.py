@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refimpl.host.mmu import tdp_kind
+from refimpl.host.kvm_mmu import tdp_kind
 from refimpl.host.roles import ACC_ALL, ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK
 from refimpl.host.spte import (
     SPTE_EPT,

@@ -587,7 +587,7 @@ def test_the_machine_catches_each_naive_switch(bug):
 
 
 def test_a_flush_while_l2_runs_reaches_l1_translations():
-    # One TLB per vCPU (refimpl.host.mmu.vcpu_tlb), tagged by root like VPID/EPTP:
+    # One TLB per vCPU (refimpl.host.tlb.vcpu_tlb), tagged by root like VPID/EPTP:
     # L1's translations stay cached while L2 runs with vcpu->arch.mmu =
     # &guest_mmu, and L0's flush on a memslot change must drop them too.
     # With a TLB per Mmu object the flush reached only guest_mmu's, and L1

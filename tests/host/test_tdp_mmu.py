@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from refimpl.host.mmu import ACCESS_FETCH, ACCESS_WRITE, tdp_kind
+from refimpl.guest.walker import ACCESS_FETCH, ACCESS_WRITE
+from refimpl.host.kvm_mmu import tdp_kind
 from refimpl.host.spte import (
     MMIO_SPTE_GEN_MASK,
     ept_format,
@@ -513,7 +514,7 @@ TestTdpCoherenceNpt.settings = STATEFUL
 
 
 def test_tdp_pages_are_the_one_mmu_page_class():
-    from refimpl.host.mmu import MmuPage
+    from refimpl.host.mmu_page import MmuPage
     kvm, mmu = make_vm()
     v = kvm.create_vcpu()
     kvm.add_memslot(0, 0, 1024)
@@ -524,9 +525,10 @@ def test_tdp_pages_are_the_one_mmu_page_class():
     assert all(type(p) is MmuPage and p.tdp_mmu_page for p in pages)
     # The shadow arm of the union is unused on a TDP page.
     assert all(p.spt is None and p.parent_ptes is None for p in pages)
-    # The shadow MMU's pages are the same class, with the flag clear.
+    # The shadow MMU's pages are the same class, with the flag clear, and
+    # neither MMU module keeps a class of its own.
     from refimpl.host import shadow_mmu, tdp_mmu
-    assert shadow_mmu.ShadowPage is tdp_mmu.TdpMmuPage is MmuPage
+    assert not hasattr(shadow_mmu, "ShadowPage") and not hasattr(tdp_mmu, "TdpMmuPage")
 
 
 def test_invalidated_root_is_role_invalid():
@@ -540,7 +542,7 @@ def test_invalidated_root_is_role_invalid():
 
 
 def test_outcomes_are_enum_values_equal_to_their_old_strings():
-    from refimpl.host.mmu import AccessPath, AccessResult, RetPf
+    from refimpl.host.outcomes import AccessPath, AccessResult, RetPf
     from refimpl.host.shadow_mmu import AccessResult as ShadowAccessResult
     kvm, mmu = make_vm()
     v = kvm.create_vcpu()

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from refimpl.errors import check_choice
-from refimpl.host.mmu import RootInfo
+from refimpl.host.kvm_mmu import RootInfo
 from refimpl.host.roles import CpuRole, PageRole
 from refimpl.layouts.model import Derived, Host
 from refimpl.layouts.structs import py_class
@@ -107,7 +107,7 @@ class MmuView:
     ----------
     root_role : refimpl.host.roles.PageRole
         Format of the tables KVM builds (direct: TDP; else shadow).
-    root : refimpl.host.mmu.RootInfo
+    root : refimpl.host.kvm_mmu.RootInfo
         Current root.
     walk : WalkView
         The guest tables these roots shadow (for a direct role: unused by

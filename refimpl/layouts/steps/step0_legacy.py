@@ -41,7 +41,7 @@ from functools import lru_cache
 from typing import Optional
 
 from refimpl.errors import check_bool, check_instance, check_range
-from refimpl.host.mmu import INVALID_ROOT, RootInfo
+from refimpl.host.kvm_mmu import INVALID_ROOT, RootInfo
 from refimpl.host.roles import (
     CR0_WP, PT32E_ROOT_LEVEL, PT64_ROOT_4LEVEL, PT64_ROOT_5LEVEL,
     CR4_PAE, CR4_PKE, CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_LME, EFER_NX,

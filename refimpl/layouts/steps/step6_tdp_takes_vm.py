@@ -21,7 +21,7 @@ file).
 from __future__ import annotations
 
 from refimpl.errors import check_instance, check_range
-from refimpl.host.mmu import RootInfo
+from refimpl.host.kvm_mmu import RootInfo
 from refimpl.layouts.steps.step0_legacy import _GFN_LIMIT, SpteInputs
 from refimpl.layouts.steps.step5_spte_takes_kind import SpteTakesKind
 from refimpl.host.tdp_mmu import RecoveryStrategy
