@@ -25,7 +25,7 @@ from refimpl.fast import scalar
 from refimpl.fast.batch import translate_batch_clear
 from refimpl.fast.scalar import translate
 from refimpl.guest.walker import TranslateResult
-from refimpl.guest.walker import translate as translate_clear  # the definition
+from refimpl.guest.walker import translate as definition
 from strategies import MODES, PAGES, image, random_cpu, random_gvas, random_image
 
 
@@ -74,7 +74,7 @@ def test_translate_fast_path_equals_clear(mode, seed):
         # way); the second then finds them set, as most walks do.
         for again in (False, True):
             fast = translate(fast_mem, cpu, gva, access)
-            clear = translate_clear(clear_mem, cpu, gva, access)
+            clear = definition(clear_mem, cpu, gva, access)
             where = f"seed={seed} gva={gva:#x} access={access:#x} again={again}"
             assert_same_result(fast, clear, where)
             assert fast_mem == clear_mem, f"memory differs: {where}"
@@ -118,12 +118,12 @@ def test_a_planted_mistake_in_the_fast_path_is_caught(monkeypatch):
     mem.write64(0x4000, 0x5000 | 0x27)  # P W U A, D clear
     cpu = CpuState(cr0=0x8001_0001, cr3=0x1000, cr4=0x20, efer=0x500)
     good = translate(mem.copy(), cpu, 0x123)
-    assert good == translate_clear(mem.copy(), cpu, 0x123)
+    assert good == definition(mem.copy(), cpu, 0x123)
     monkeypatch.setattr(scalar, "_NOT_ACC_WRITE", -1)  # the planted mistake
     scalar._shared_fast_walk.cache_clear()
     twin = CpuState(cr0=0x8001_0001, cr3=0x1000, cr4=0x20, efer=0x500)
     bad = translate(mem.copy(), twin, 0x123)
-    assert bad != translate_clear(mem.copy(), twin, 0x123)
+    assert bad != definition(mem.copy(), twin, 0x123)
     assert bad.access_rights == 7 and good.access_rights == 5
     scalar._shared_fast_walk.cache_clear()
 
@@ -164,7 +164,7 @@ def test_realistic_benchmark_image():
     for access in (0, ACCESS_WRITE, ACCESS_USER | ACCESS_WRITE, ACCESS_FETCH):
         fast_mem, clear_mem = img.mem.copy(), img.mem.copy()
         for gva in addrs:
-            assert translate(fast_mem, img.cpu, gva, access) == translate_clear(
+            assert translate(fast_mem, img.cpu, gva, access) == definition(
                 clear_mem, img.cpu, gva, access
             )
         assert fast_mem == clear_mem
@@ -188,7 +188,7 @@ def test_memory_with_a_word_view_still_copies_and_pickles():
         assert other == mem
         other.write64(0x1000, 0x5678)
         assert mem.read64(0x1000) == 0x1234
-        assert translate(other, cpu, 0) == translate_clear(other.copy(), cpu, 0)
+        assert translate(other, cpu, 0) == definition(other.copy(), cpu, 0)
 
 
 def test_translate_result_is_an_immutable_record():
@@ -228,7 +228,7 @@ def test_translate_result_is_an_immutable_record():
     assert fast.access_rights == 0x3  # EXEC | WRITE: the PTE has no U
     with pytest.raises(AttributeError):
         fast.gpa = 0
-    assert pickle.loads(pickle.dumps(fast)) == fast == translate_clear(mem, cpu, 0x123)
+    assert pickle.loads(pickle.dumps(fast)) == fast == definition(mem, cpu, 0x123)
     assert fast._replace(gpa=1).gpa == 1 and fast.gpa == 0x5123
 
 
