@@ -92,19 +92,27 @@ class EptFault:
         Level of the entry where the walk stopped.
     error_code : int
         KVM's walker error code: ``P|RSVD`` for a misconfiguration, ``P``
-        for a rights violation, 0 for not present; plus the access's W, U
-        (a read), F bits.
+        for a rights violation, 0 for not present; plus the access's W and
+        U (a read) bits. Never F: the walker adds F only when its role has
+        EFER.NX or CR4.SMEP, and the EPT role has neither.
     ept_rwx : int
         R, W, X (bits 0-2) of the entries ANDed along the walk up to and
         including the one that failed (7 if the root table itself could not
         be read): bits 5:3 of the exit qualification.
     reason : WalkError
         NOT_PRESENT, NO_MEMSLOT, RSVD or PERMISSION.
+    access : int or None
+        The error code the walk was given (W, U, F): what the exit
+        qualification's access bits are built from. None when the fault
+        was built from an error code alone, which then stands for it.
 
     KVM
     ---
     ``arch/x86/kvm/mmu/paging_tmpl.h`` (the ``PTTYPE_EPT`` part of the
-    ``error:`` path of ``FNAME(walk_addr_generic)``).
+    ``error:`` path of ``FNAME(walk_addr_generic)``: ``errcode |=
+    write_fault | user_fault``, and ``PFERR_FETCH_MASK`` only if
+    ``is_efer_nx || is_cr4_smep`` of the walker's role, which
+    ``kvm_calc_shadow_ept_root_page_role`` in ``mmu.c`` leaves clear).
     """
 
     kind: EptFaultKind
@@ -112,6 +120,7 @@ class EptFault:
     error_code: int
     ept_rwx: int
     reason: WalkError
+    access: int | None = None
 
 
 def ept_fault_from_walk(walk: Walk, pfec: int) -> EptFault:
@@ -135,7 +144,14 @@ def ept_fault_from_walk(walk: Walk, pfec: int) -> EptFault:
 
 def _ept_fault(walk: Walk, pfec: int) -> EptFault:
     kind = EptFaultKind.MISCONFIG if walk.error is WalkError.RSVD else EptFaultKind.VIOLATION
-    return EptFault(kind, walk.level, walk.errcode | pfec, walk.pte_access & 7, walk.error)
+    # The error: path ORs W and U from the access; F would need EFER.NX or
+    # CR4.SMEP in the walker's role, which the EPT role never has.
+    code = walk.errcode | (pfec & _EPT_ERRCODE_ACCESS)
+    return EptFault(kind, walk.level, code, walk.pte_access & 7, walk.error, pfec)
+
+
+#: The access bits the EPT walker's error path copies into its error code.
+_EPT_ERRCODE_ACCESS = int(PFERR.W | PFERR.U)
 
 
 @dataclass(frozen=True)
@@ -292,8 +308,8 @@ def ept_violation_exit_qualification(fault: EptFault, *, hw_exit_qualification: 
 
     Bits 7 and 8 (guest linear address valid / translated) are kept from
     the exit qualification of the hardware exit that led to the walk; the
-    access bits come from the walk's error code (W → write, U → read,
-    F → fetch), and bits 5:3 are the R/W/X the walk accumulated.
+    access bits come from the access the walk was given (W → write, U →
+    read, F → fetch), and bits 5:3 are the R/W/X the walk accumulated.
 
     Parameters
     ----------
@@ -320,11 +336,12 @@ def ept_violation_exit_qualification(fault: EptFault, *, hw_exit_qualification: 
     if fault.kind != EptFaultKind.VIOLATION:
         raise ValueError("fault: an EPT misconfiguration has no exit qualification")
     q = hw_exit_qualification & (EPT_EXIT_QUAL.GVA_IS_VALID.bit | EPT_EXIT_QUAL.GVA_TRANSLATED.bit)
-    if fault.error_code & PFERR.W:
+    access = fault.error_code if fault.access is None else fault.access
+    if access & PFERR.W:
         q |= EPT_EXIT_QUAL.ACC_WRITE.bit
-    if fault.error_code & PFERR.U:
+    if access & PFERR.U:
         q |= EPT_EXIT_QUAL.ACC_READ.bit
-    if fault.error_code & PFERR.F:
+    if access & PFERR.F:
         q |= EPT_EXIT_QUAL.ACC_INSTR.bit
     q |= (fault.ept_rwx & 7) << EPT_EXIT_QUAL.RWX.lo
     return q

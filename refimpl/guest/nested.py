@@ -20,7 +20,18 @@ What it models
   (24 for four levels over four).
 * Fault routing (:class:`NestedFault`): a failure in L2's tables is a #PF
   for L2; a failure in L1's EPT/NPT is a VM exit to L1 (EPT violation with
-  an exit qualification, EPT misconfiguration, or #NPF with exit_info_1/2).
+  an exit qualification, EPT misconfiguration, or #NPF with exit_info_1/2),
+  except while loading a PAE L2's PDPTEs: ``load_pdptrs`` gives the inner
+  walk no exception to fill, so a PDPT page that L1's tables do not map
+  readable and writable is a #GP in L2, and L1 hears nothing.
+* The address L1 is told: the page of the table or of the final address,
+  as the walker passes pages to ``kvm_translate_gpa``; but the whole
+  address for an L2 without paging (``nonpaging_gva_to_gpa`` passes it
+  unchanged), low bits included.
+* The version followed: the newest tree (``kvm-x86/linux``), where the
+  walker builds the exit qualification and the #NPF stage bits itself;
+  ``refimpl.story.facts.nested`` records each rule, its source, and where
+  the classic tree differs.
 * A/D: L2's entries get A (and D) only when the whole walk succeeds, as in a
   one-dimensional walk; L1's EPT/NPT entries get A (and D) from each inner
   walk that succeeds, including the ones for L2's tables, because KVM
@@ -168,13 +179,16 @@ class NestedFault:
         ``"#PF"``, ``"#GP"``, ``"EPT violation"``, ``"EPT misconfiguration"``
         or ``"#NPF"`` (a ``str`` enum, equal to those strings).
     address : int
-        For #PF, the gva (CR2). For a VM exit, the L2 guest-physical address
-        that L1's tables failed to translate (``guest_physical_address`` in
-        the VMCS, ``exit_info_2`` in the VMCB); page-aligned, as KVM passes
-        page addresses to ``kvm_translate_gpa``.
+        For #PF, the gva (CR2); 0 for #GP. For a VM exit, the L2
+        guest-physical address that L1's tables failed to translate
+        (``guest_physical_address`` in the VMCS, ``exit_info_2`` in the
+        VMCB): page-aligned when L2 pages, as the walker passes page
+        addresses to ``kvm_translate_gpa``; the whole address, low bits
+        kept, when L2 does not page (``nonpaging_gva_to_gpa``).
     error_code : int
         #PF: the error code. EPT: KVM's EPT walker error code (``P|RSVD``
-        for a misconfiguration). #NPF: the same as ``exit_info_1``.
+        for a misconfiguration; W and U from the access, never F). #NPF:
+        the same as ``exit_info_1``.
     reason : refimpl.guest.faults.WalkError
         Why the failing walk stopped.
     level : int or None
@@ -183,7 +197,7 @@ class NestedFault:
         VM exits only: the failure was on the final access, not on one of
         L2's tables.
     exit_qualification : int or None
-        EPT violations only (classic KVM; see :func:`nested_translate`).
+        EPT violations only (see :func:`emulated_ept_exit_qualification`).
     exit_info_1, exit_info_2 : int or None
         #NPF only.
     vector : int or None
@@ -244,6 +258,12 @@ class NestedResult:
     trace: tuple[NestedRef, ...]
     access_rights: int = 0
 
+    @property
+    def gpa(self) -> int | None:
+        """The L1 guest-physical address reached: ``l1_gpa`` under the name
+        the stable API gives it (as ``gpa`` of :class:`refimpl.guest.walker.TranslateResult`)."""
+        return self.l1_gpa
+
     def references(self, phase: str = "walk") -> int:
         """How many memory references of ``phase`` the translation made."""
         return sum(1 for r in self.trace if r.phase == phase)
@@ -279,7 +299,14 @@ def reference_count(l2_levels: int, l1_levels: int) -> int:
 
 
 class _Inner:
-    """The second dimension: L2 gpa to L1 gpa through L1's EPT or NPT."""
+    """The second dimension: L2 gpa to L1 gpa through L1's EPT or NPT.
+
+    One object serves one :func:`nested_translate` call; ``translate`` is
+    the walker's ``translate_gpa`` hook (KVM's ``kvm_translate_gpa`` ->
+    ``translate_nested_gpa`` -> the EPT or NPT copy of
+    ``FNAME(gva_to_gpa)``), and ``routed`` builds the exit that
+    ``inject_page_fault`` of L1's context would deliver.
+    """
 
     def __init__(self, mem, *, eptp, ncr3, l1_cr4, l1_efer, maxphyaddr, execute_only):
         self.mem = mem
@@ -295,49 +322,97 @@ class _Inner:
             )
         else:
             self.dimension = "NPT"
-        self.calls: list[tuple[int, int, tuple]] = []  # (l2 page, access, trace)
-        self.failure = None  # (l2 page, access, inner fault)
+        self.calls: list[tuple[int, int, tuple]] = []  # (l2 address, access, trace)
+        self.failure = None  # (l2 address, access, inner fault)
 
-    def translate(self, l2_page: int, access: int):
-        # translate_nested_gpa: "NPT walks are always user walks", for EPT too.
+    def translate(self, l2_gpa: int, access: int):
+        """Translate ``l2_gpa`` (a page, or a whole address without paging)."""
+        # translate_nested_gpa ORs PFERR_USER_MASK: "NPT walks are always
+        # user walks", and the EPT walker reads U as "readable".
         access = (access & _WF) | _U
         if self.eptp is not None:
-            walk = _walk_addr_generic(self.mem, self.ctx, self.eptp, l2_page, access, False, 0,
+            walk = _walk_addr_generic(self.mem, self.ctx, self.eptp, l2_gpa, access, False, 0,
                                       None, None)
-            self.calls.append((l2_page, access, walk.trace))
+            self.calls.append((l2_gpa, access, walk.trace))
             if walk.error is None:
                 return walk.gpa, None
             fault = _ept_fault(walk, access)
         else:
             limit = 1 << (52 if self.l1_efer & (1 << 10) else 32)
-            if l2_page >= limit:  # not reachable through a legacy NPT
+            if l2_gpa >= limit:  # not reachable through a legacy NPT
                 fault = _fault_for(WalkError.NO_MEMSLOT, access, True)
-                self.calls.append((l2_page, access, ()))
-                self.failure = (l2_page, access, fault)
+                self.calls.append((l2_gpa, access, ()))
+                self.failure = (l2_gpa, access, fault)
                 return None, fault
             r = npt_translate(
-                self.mem, self.ncr3, l2_page, access & _WF, cr4=self.l1_cr4,
+                self.mem, self.ncr3, l2_gpa, access & _WF, cr4=self.l1_cr4,
                 efer=self.l1_efer, maxphyaddr=self.maxphyaddr,
             )
-            self.calls.append((l2_page, access, r.trace))
+            self.calls.append((l2_gpa, access, r.trace))
             if r.fault is None:
                 return r.gpa, None
             fault = r.fault
-        self.failure = (l2_page, access, fault)
+        self.failure = (l2_gpa, access, fault)
         return None, fault
 
     def routed(self, final: bool) -> NestedFault:
-        l2_page, _access, fault = self.failure
+        """The VM exit to L1 for the last failed inner walk."""
+        l2_gpa, access, fault = self.failure
         if self.eptp is not None:
-            # Classic KVM keeps bits 7 and 8 from the hardware exit it is
-            # handling; here they are what hardware reports for this access:
-            # a linear address was being translated, and it was the final
-            # access or a paging-structure one.
-            hw = EPT_EXIT_QUAL.GVA_IS_VALID.bit
-            if final:
-                hw |= EPT_EXIT_QUAL.GVA_TRANSLATED.bit
-            return _ept_exit_to_l1(fault, l2_page, final, hw)
-        return _npf_exit_to_l1(fault.error_code, fault.reason, fault.level, l2_page, final)
+            if fault.kind == EptFaultKind.MISCONFIG:
+                return NestedFault("L1", NestedFaultKind.EPT_MISCONFIG, l2_gpa, fault.error_code,
+                                   fault.reason, fault.level, final)
+            qual = emulated_ept_exit_qualification(access, fault.ept_rwx,
+                                                   paging_structure=not final)
+            return NestedFault("L1", NestedFaultKind.EPT_VIOLATION, l2_gpa, fault.error_code,
+                               fault.reason, fault.level, final, exit_qualification=qual)
+        return _npf_exit_to_l1(fault.error_code, fault.reason, fault.level, l2_gpa, final)
+
+
+def emulated_ept_exit_qualification(access: int, ept_rwx: int, *,
+                                    paging_structure: bool) -> int:
+    """The exit qualification of an EPT violation KVM's emulator found.
+
+    Exactly one access bit: WRITE for a write, else INSTR for a fetch, else
+    READ; GVA_IS_VALID always; READ as well for an access to one of L2's
+    paging structures, GVA_TRANSLATED for the final access; bits 5:3 the
+    R, W, X of the EPT entries ANDed down to the one that failed.
+
+    Parameters
+    ----------
+    access : int
+        The access the EPT walk was given (``ACCESS_WRITE`` and/or
+        ``ACCESS_FETCH``; U, always there, is ignored).
+    ept_rwx : int
+        R, W, X (bits 2:0) accumulated by the walk.
+    paging_structure : bool
+        The walk translated the address of one of L2's tables (or of the
+        PAE PDPT), not the final page.
+
+    KVM
+    ---
+    The ``PTTYPE_EPT`` part of the ``error:`` path of
+    ``FNAME(walk_addr_generic)`` in ``arch/x86/kvm/mmu/paging_tmpl.h``, in
+    the newest tree (kvm-x86), where the walker fills
+    ``fault.exit_qualification`` itself from ``PFERR_GUEST_PAGE_MASK``;
+    ``nested_ept_inject_page_fault`` (``vmx/nested.c``) copies it for an
+    emulated walk. The classic tree ORs READ for every access (U is always
+    set) and takes bits 8:7 from the hardware exit being handled:
+    :func:`ept_exit_to_l1`.
+    """
+    access = check_int("access", access)
+    ept_rwx = check_int("ept_rwx", ept_rwx)
+    paging_structure = check_bool("paging_structure", paging_structure)
+    q = EPT_EXIT_QUAL
+    if access & ACCESS_WRITE:
+        bits = q.ACC_WRITE.bit
+    elif access & ACCESS_FETCH:
+        bits = q.ACC_INSTR.bit
+    else:
+        bits = q.ACC_READ.bit
+    bits |= q.GVA_IS_VALID.bit
+    bits |= q.ACC_READ.bit if paging_structure else q.GVA_TRANSLATED.bit
+    return bits | (ept_rwx & 7) << q.RWX.lo
 
 
 def ept_exit_to_l1(fault: EptFault, l2_page: int, *, final: bool,
@@ -466,25 +541,31 @@ def nested_translate(
     Notes
     -----
     Access of the inner walks: ``U`` always (``translate_nested_gpa``); for
-    L2's tables also ``W``, because L2's format has A/D bits (KVM's
-    ``nested_access``), even when no A/D bit needs setting. Hardware with
-    EPT A/D disabled treats those reads as reads; KVM's emulation does not.
-    For the final page, the access's ``W``/``F`` plus ``U``.
+    L2's tables (and the PAE PDPT page) also ``W``, because L2's format has
+    A/D bits (KVM's ``nested_access``), even when no A/D bit needs setting.
+    Hardware with EPT A/D disabled treats those reads as reads; KVM's
+    emulation does not. For the final page, the access's ``W``/``F`` plus
+    ``U``.
 
-    EPT violation exit qualification: the classic form: READ if
-    ``U`` (always), WRITE if ``W``, INSTR if ``F``, bits 5:3 the RWX found,
-    and bits 7/8 as hardware would report them for this access
-    (GVA_IS_VALID always; GVA_TRANSLATED for the final access only).
-    #NPF: exit_info_1 is the inner walk's error code plus GUEST_PAGE (bit 33)
-    for a table or GUEST_FINAL (bit 32) for the final page, as in the newest
-    KVM; exit_info_2 is the L2 gpa. Classic KVM's emulation path sets bit 32
-    in every case (a TODO in ``nested_svm_inject_npf_exit``).
+    EPT violation: the error code is the EPT walker's (W and U from the
+    access, P for a rights fault, never F: the EPT role has neither EFER.NX
+    nor CR4.SMEP); the exit qualification is
+    :func:`emulated_ept_exit_qualification` (newest tree).
+    #NPF: exit_info_1 is the inner walk's error code plus GUEST_PAGE (bit
+    33) for a table or GUEST_FINAL (bit 32) for the final page; exit_info_2
+    is the L2 gpa. Classic KVM's emulation path sets bit 32 in every case
+    (a TODO in ``nested_svm_inject_npf_exit``).
+
+    PAE L2: a PDPT page L1's tables do not map with W|U gives #GP in L2
+    (``load_pdptrs`` fails), never a VM exit. L2 without paging: the
+    address reported to L1 keeps its low 12 bits.
 
     KVM
     ---
     ``arch/x86/kvm/mmu/paging_tmpl.h`` (``FNAME(walk_addr_generic)``: a
     ``kvm_translate_gpa`` per table and for the final gfn);
     ``arch/x86/kvm/x86.c`` (``translate_nested_gpa``, ``load_pdptrs``);
+    ``arch/x86/kvm/mmu/mmu.c`` (``nonpaging_gva_to_gpa``);
     ``arch/x86/kvm/vmx/nested.c`` (``nested_ept_inject_page_fault``);
     ``arch/x86/kvm/svm/nested.c`` (``nested_svm_inject_npf_exit``).
     """
@@ -519,12 +600,14 @@ def nested_translate(
     inner_refs.seen = []  # type: ignore[attr-defined]
 
     mode = l2_cpu.mode
-    if mode is PagingMode.NONE:  # L2 without paging: the gva is an L2 gpa
-        l1, _ = inner.translate(gva & _PAGE, access)
+    if mode is PagingMode.NONE:
+        # nonpaging_gva_to_gpa hands the whole address (not its page) to
+        # kvm_translate_gpa, so a failure reports it with its low bits.
+        l1, _ = inner.translate(gva, access)
         inner_refs(0)
         if l1 is None:
             return NestedResult(None, gva, inner.routed(True), None, tuple(trace))
-        return NestedResult(l1 | (gva & 0xFFF), gva, None, None, tuple(trace))
+        return NestedResult((l1 & _PAGE) | (gva & 0xFFF), gva, None, None, tuple(trace))
     if mode.long_mode and not _is_canonical(gva, l2_cpu.linear_address_bits):
         f = _fault_for(WalkError.NON_CANONICAL, access, l2_cpu.has_pferr_fetch)
         return NestedResult(None, None, _l2_fault(f, gva), None, ())
@@ -533,14 +616,15 @@ def nested_translate(
     pdpte = None
     root = _root_table(l2_cpu)
     if mode is PagingMode.PAE:
-        # load_pdptrs: CR3's page goes through L1's tables (a table access,
-        # with W|U), then the four PDPTEs are read from the L1 page.
+        # load_pdptrs: CR3's page goes through L1's tables (W|U), then the
+        # four PDPTEs are read from the L1 page. It passes no exception
+        # pointer: a failed translation reaches no one, load_pdptrs returns
+        # 0, and the CR3 load raises #GP in L2, as a bad PDPTE does.
         cr3 = l2_cpu.cr3 & PAE_CR3_PDPT_MASK
         page, _ = inner.translate(cr3 & _PAGE, ACCESS_WRITE | _U)
         inner_refs(0, "pdptr")
-        if page is None:
-            return NestedResult(None, None, inner.routed(False), None, tuple(trace))
-        pdptes = _load_pdptrs(l1_mem, page | (cr3 & 0xFFF), l2_cpu.maxphyaddr)
+        pdptes = None if page is None else _load_pdptrs(
+            l1_mem, page | (cr3 & 0xFFF), l2_cpu.maxphyaddr)
         if pdptes is None:
             f = _fault_for(WalkError.BAD_PDPTE, access, l2_cpu.has_pferr_fetch)
             return NestedResult(None, None, _l2_fault(f, gva), None, tuple(trace))
