@@ -411,7 +411,8 @@ def explain_nested(setup: NestedSetup) -> NestedReport:
     elif f.target == "L2":
         target = "L2"
         outcome = (f"#PF to L2, error code {decode_error_code(f.error_code)}, CR2 {f.address:#x}"
-                   if f.kind == "#PF" else f"{f.kind} to L2")
+                   if f.kind == "#PF" else
+                   f"{f.kind} to L2 (the CR3 load fails: its PDPT page or a PDPTE is bad)")
     else:
         target = "L1"
         outcome = (f"{f.kind} to L1 (VM exit) at L2 gpa {f.address:#x} "

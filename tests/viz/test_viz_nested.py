@@ -115,14 +115,13 @@ def test_pte_not_present_is_a_pf_to_l2():
     (NestedSetup(ept_read_only="PD"), 14, 0x2000, False, READ | WRITE | R_FOUND | GVA_VALID),
     # A read-only data page: a read is fine ...
     (NestedSetup(ept_read_only="data page"), 24, None, None, None),
-    # ... a write is not (final access: GVA_TRANSLATED too): 0x18B.
-    (NestedSetup(ept_read_only="data page", access="write"), 24, 0x9000, True, 0x18B),
-    # ... nor a fetch: READ (always, U) | INSTR | R | 0x80 | 0x100 = 0x18D.
-    (NestedSetup(ept_read_only="data page", access="fetch"), 24, 0x9000, True, 0x18D),
+    # ... a write is not (final access: GVA_TRANSLATED too; one access bit,
+    # WRITE): 0x2 | R 0x8 | 0x80 | 0x100 = 0x18A.
+    (NestedSetup(ept_read_only="data page", access="write"), 24, 0x9000, True, 0x18A),
+    # ... nor a fetch: INSTR | R | 0x80 | 0x100 = 0x18C.
+    (NestedSetup(ept_read_only="data page", access="fetch"), 24, 0x9000, True, 0x18C),
     # The data page unmapped: READ | 0x80 | 0x100 = 0x181.
     (NestedSetup(ept_unmapped="data page"), 24, 0x9000, True, READ | GVA_VALID | GVA_FINAL),
-    # PAE: the PDPT page unmapped fails at the PDPTE load, after 4 EPT refs.
-    (NestedSetup(mode="PAE", ept_unmapped="PDPT"), 4, 0x3000, False, 0x83),
     # Five-level EPT: the root table unmapped fails at the first EPT walk.
     (NestedSetup(ept_levels=5, ept_unmapped="PML4"), 5, 0x4000, False, 0x83),
 ])
@@ -135,6 +134,15 @@ def test_ept_breaks_route_to_l1(setup, steps, address, final, qual):
     f = r.result.fault
     assert (r.target, f.kind, f.address, f.final, f.exit_qualification) == (
         "L1", "EPT violation", address, final, qual)
+
+
+def test_pae_pdpt_unmapped_is_gp_in_l2():
+    # load_pdptrs gives the inner walk no exception: #GP in L2 after the 4 EPT
+    # refs of the failed PDPT translation; L1 hears nothing.
+    r = explain_nested(NestedSetup(mode="PAE", ept_unmapped="PDPT"))
+    f = r.result.fault
+    assert (r.steps, r.target, f.kind, f.vector, f.exit_qualification) == (
+        4, "L2", "#GP", 13, None)
 
 
 def test_both_breaks_the_earlier_one_wins():
@@ -208,7 +216,7 @@ def test_widget_toggles_change_the_routing():
     w.ept_read_only.value = "data page"
     assert w.report.target is None
     w.access.value = "write"
-    assert w.report.result.fault.exit_qualification == 0x18B
+    assert w.report.result.fault.exit_qualification == 0x18A
     w.mode.value = "32-bit"                           # menus reset to "none"
     assert (w.ept_read_only.value, w.ept_unmapped.options) == ("none", targets("32-bit"))
     assert w.report.target is None and w.step.max == 14
