@@ -422,7 +422,10 @@ def ept_exit_to_l1(fault: EptFault, l2_page: int, *, final: bool,
     A misconfiguration (RSVD in the walker's error code) becomes an EPT
     misconfiguration exit; anything else an EPT violation whose exit
     qualification :func:`refimpl.guest.ept.ept_violation_exit_qualification`
-    builds, keeping bits 7 and 8 of ``hw_exit_qualification``.
+    builds, keeping bits 7 and 8 of ``hw_exit_qualification``. This is the
+    classic form, and the form of an exit reflected from hardware
+    (:mod:`refimpl.host.tdp12`); the emulator's own walks
+    (:func:`nested_translate`) use :func:`emulated_ept_exit_qualification`.
 
     KVM
     ---
