@@ -338,15 +338,14 @@ class _Inner:
                 return walk.gpa, None
             fault = _ept_fault(walk, access)
         else:
-            limit = 1 << (52 if self.l1_efer & (1 << 10) else 32)
-            if l2_gpa >= limit:  # not reachable through a legacy NPT
-                fault = _fault_for(WalkError.NO_MEMSLOT, access, True)
-                self.calls.append((l2_gpa, access, ()))
-                self.failure = (l2_gpa, access, fault)
-                return None, fault
+            # A legacy (32-bit or PAE) NPT walk indexes with address bits
+            # 31:12 only (PT32_INDEX; the PDPTE is (addr >> 30) & 3): higher
+            # bits of the L2 gpa are ignored, though a fault reports the
+            # address as given.
+            bits = 52 if self.l1_efer & (1 << 10) else 32
             r = npt_translate(
-                self.mem, self.ncr3, l2_gpa, access & _WF, cr4=self.l1_cr4,
-                efer=self.l1_efer, maxphyaddr=self.maxphyaddr,
+                self.mem, self.ncr3, l2_gpa & ((1 << bits) - 1), access & _WF,
+                cr4=self.l1_cr4, efer=self.l1_efer, maxphyaddr=self.maxphyaddr,
             )
             self.calls.append((l2_gpa, access, r.trace))
             if r.fault is None:
@@ -561,7 +560,9 @@ def nested_translate(
 
     PAE L2: a PDPT page L1's tables do not map with W|U gives #GP in L2
     (``load_pdptrs`` fails), never a VM exit. L2 without paging: the
-    address reported to L1 keeps its low 12 bits.
+    address reported to L1 keeps its low 12 bits. A 32-bit or PAE NPT
+    ignores bits 63:32 of the L2 gpa it walks, as KVM's walker indexes with
+    bits 31:12 only; a fault still reports the whole address.
 
     KVM
     ---

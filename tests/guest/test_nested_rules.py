@@ -413,3 +413,46 @@ def test_routing_l2_table_fault_is_pf_l1_table_fault_is_exit():
     f = nested_translate(mem, cpu, 0x1234, **kw).fault
     assert (f.target, f.kind, f.vector) == ("L1", "EPT violation", None)
     assert PFERR.U == U
+
+
+# ---------------------------------------------------------------------------
+# A legacy NPT ignores L2 gpa bits 63:32 (nested.npt-legacy-index-bits).
+# ---------------------------------------------------------------------------
+
+
+def legacy_npt_world() -> tuple[GuestMemory, CpuState, dict]:
+    """L1 with a 32-bit NPT (CR4 = EFER = 0; nCR3 0x1000: PD, PDE 0 -> PT 0x2000,
+    PTE i -> L1 OFF + i * 4 KiB), and a PAE L2 whose PD sits at L2 gpa
+    0x1_0000_3000, above 4 GiB. gva 0x345: PDPTE 0 -> PD -> PDE 0 -> PT L2 0x4000
+    -> PTE 0 -> page L2 0x13000."""
+    mem = GuestMemory(0x400000)
+    mem.write32(0x1000, 0x2000 | 7)
+    for i in range(512):
+        mem.write32(0x2000 + 4 * i, (OFF + (i << 12)) | 7)
+    mem.write64(OFF + 0x10020, 0x1_0000_3000 | P)
+    mem.write64(OFF + 0x3000, 0x4000 | 7)        # where bits 31:0 of the PD's gpa lead
+    mem.write64(OFF + 0x4000, 0x13000 | 7)
+    cpu = CpuState(cr0=PAGING, cr3=0x10020, cr4=CR4.PAE.bit)
+    return mem, cpu, dict(ncr3=0x1000, l1_cr4=0, l1_efer=0)
+
+
+def test_legacy_npt_translates_an_l2_gpa_above_4gib_by_its_low_32_bits():
+    """The 32-bit walker indexes with PT32_INDEX (bits 31:22, 21:12) and adds back
+    addr & ~PAGE_MASK: L2 gpa 0x1_0000_3000 is walked as 0x3000 -> L1 0x103000.
+    So the walk succeeds: gva 0x345 -> L2 0x13345 -> L1 0x113345."""
+    mem, cpu, kw = legacy_npt_world()
+    r = nested_translate(mem, cpu, 0x345, **kw)
+    assert (r.fault, r.gpa) == (None, 0x113345)
+    pd = [t for t in r.trace if t.dimension == "L2" and t.level == 2]
+    assert [(t.address, t.l2_gpa) for t in pd] == [(OFF + 0x3000, 0x1_0000_3000)]
+
+
+def test_legacy_npt_fault_reports_the_address_as_given():
+    """The same, with the NPT PTE of page 3 not present: the table walk (W|U)
+    fails -> exit_info_1 = W|U | GUEST_PAGE, exit_info_2 = fault->address = the
+    address the walker was given, 0x1_0000_3000, high bits and all."""
+    mem, cpu, kw = legacy_npt_world()
+    mem.write32(0x2000 + 4 * 3, 0)
+    f = nested_translate(mem, cpu, 0x345, **kw).fault
+    assert (f.kind, f.exit_info_1, f.exit_info_2) == (
+        "#NPF", W | U | PFERR_GUEST_PAGE, 0x1_0000_3000)

@@ -119,6 +119,14 @@ FACTS = (
          "fault->address. The classic tree sets bit 32 for every emulated #NPF (a TODO)",
          f"{_NEWEST} (error:); kvm-x86/linux arch/x86/kvm/svm/nested.c at 1a27afa051 "
          "(stored); torvalds/linux svm/nested.c (stored, classic TODO)", True),
+    Fact("nested.npt-legacy-index-bits", "behaviour",
+         "A 32-bit NPT is walked by the 32-bit copy, which indexes with PT32_INDEX (address "
+         "bits 31:22 and 21:12), and a PAE NPT by the 64-bit copy from get_pdptr((addr >> 30) "
+         "& 3); gva_to_gpa adds back addr & ~PAGE_MASK. So bits 63:32 of an L2 gpa are ignored "
+         "(L2 gpa 0x1_0000_3000 is walked as 0x3000), while a fault reports the address as "
+         "given (walker->fault.address = addr). The model had raised #NPF for such an address",
+         f"{_CLASSIC} (PT_INDEX, walk_addr_generic, FNAME(gva_to_gpa)); {_NEWEST} (__PT_INDEX)",
+         True),
     Fact("nested.npt-errcode-fetch", "behaviour",
          "The NPT walker is the 64- or 32-bit copy with L1's CR4/EFER (kvm_init_shadow_npt_mmu), "
          "so F appears in its error code when L1 has EFER.NX or CR4.SMEP",
