@@ -21,12 +21,31 @@ selects*:
   :func:`refimpl.guest.walker.translate` and :func:`refimpl.guest.nested.nested_translate`;
   a fault goes to whoever the layout's ``inject_page_fault`` callback names;
 * a hardware access is handled by the MMU the layout's ``mmu`` pointer
-  designates (:meth:`~refimpl.layouts.steps.base.Layout.fault_mmu`): a direct root
-  role means the CPU walks the guest's tables with its own registers and the
-  GPA goes through the VM's TDP MMU (:class:`refimpl.host.tdp_mmu.TdpMmu`, in the
-  address space the root role's ``smm`` bit selects); a shadow root role
-  means KVM walks the guest's tables with the MMU's own paging context
-  (composed with L1's EPT12/NPT12 for the MMU that shadows them);
+  designates (:meth:`~refimpl.layouts.steps.base.Layout.fault_mmu`), and it
+  goes through the MMU KVM would use for that root:
+
+  - a direct root role: the CPU walks the guest's tables with its own
+    registers and the GPA goes through the VM's direct MMU (the direct
+    kind: :class:`refimpl.host.tdp_mmu.TdpMmu` by default, or any factory
+    given as ``direct_mmu``), in the address space the role's ``smm`` bit
+    selects;
+  - a shadow root role: the CPU walks the shadow pages of
+    :class:`refimpl.host.shadow_mmu.ShadowMmu`, and on a fault KVM walks the
+    guest's tables and fills them. The shadow MMU is given the roles *the
+    layout* computed (:meth:`refimpl.host.shadow_mmu.ShadowMmu.load_root`)
+    and keeps its roots exactly as long as the layout keeps its own: a
+    layout that does not reset on a CR0 write keeps using the shadow pages
+    built before it;
+  - the shadow of L1's EPT12 or NPT12: the CPU walks L2's tables with L2's
+    registers (each table through L1's EPT12/NPT12, as
+    :func:`refimpl.guest.nested.nested_translate` computes it), and the page
+    L2's walk reaches goes through EPT02
+    (:class:`refimpl.host.tdp12.Tdp12Mmu`) or NPT02
+    (:func:`refimpl.host.tdp12.npt_access`), built for the layout's roles;
+  - a shadow MMU mapping a guest without paging (a direct role with a
+    shadow kind): gva = gpa, looked up in the memslots (direct shadow pages
+    of a non-paging guest are not modelled);
+
 * a GPA that is reached is looked up in the VM's memslots
   (:class:`refimpl.host.vm.Kvm`): a host frame, or MMIO; writes are logged in the
   dirty bitmap, which userspace reads as an outcome.
@@ -58,7 +77,12 @@ Simplifications
 * A fault KVM injects with ``kvm_inject_page_fault`` goes to the running
   guest; whether L1 intercepts L2's #PF (without nested TDP) is not modelled.
 * Every write that reaches a memslot is logged while dirty logging is on,
-  whoever maps it (the TDP MMU or a shadow MMU).
+  whoever maps it (the TDP MMU or a shadow MMU); a shadow MMU also logs
+  the pages it maps writable, as KVM's ``make_spte`` does.
+* The outcome of an access a real MMU completed names the host frame it
+  reached and the gpa whose memslot holds that frame.
+* L1's tables sit in a memslot of their own (KVM reads gptes through
+  memslots); the seeded accesses never target them.
 
 KVM
 ---
