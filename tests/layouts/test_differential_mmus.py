@@ -184,3 +184,20 @@ def test_tdp12_load_root_reads_the_format_from_the_role():
         mmu.load_root(vc, eptp, no_ad, no_ad.base.replace(direct=1))
     with pytest.raises(ValueError):
         mmu.load_root(vc, 5, no_ad, no_ad.base)
+
+
+def test_seeded_hardware_accesses_reach_every_shadow_mmu(monkeypatch):
+    seen = {}
+    mirror = W._World.mirror
+
+    def counting(self, i, mv):
+        mmu, vc = mirror(self, i, mv)
+        key = (W._which(mv), type(mmu).__name__)
+        seen[key] = seen.get(key, 0) + 1
+        return mmu, vc
+
+    monkeypatch.setattr(W._World, "mirror", counting)
+    for wl in W.workloads(60):
+        W.run("legacy", wl)
+    assert set(seen) == {("x86", "ShadowMmu"), ("npt12", "ShadowMmu"), ("ept12", "Tdp12Mmu")}
+    assert min(seen.values()) >= 5, seen
