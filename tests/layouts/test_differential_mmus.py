@@ -81,6 +81,14 @@ def test_directed_wp_probe_by_hand():
     assert m.expected[0] == "fault" and m.got[0] == "ok"
 
 
+def test_wp_probe_workload_rejects_bad_seeds():
+    with pytest.raises(ValueError, match="seed"):
+        W.wp_probe_workload(-1)
+    with pytest.raises(TypeError, match="seed"):
+        W.wp_probe_workload(1.5)
+    assert W.wp_probe_workload(W.wp_probe_workload().seed).events == W.wp_probe_workload().events
+
+
 def test_kept_roots_are_seen_by_the_shadow_mmu_only():
     wl = W.wp_probe_workload()
     legacy, wrong = W.run("legacy", wl), W.run(KEPT, wl)
