@@ -209,3 +209,24 @@ def test_seeded_hardware_accesses_reach_every_shadow_mmu(monkeypatch):
         W.run("legacy", wl)
     assert set(seen) == {("x86", "ShadowMmu"), ("npt12", "ShadowMmu"), ("ept12", "Tdp12Mmu")}
     assert min(seen.values()) >= 5, seen
+
+
+def test_a_broken_direct_mmu_cannot_pass_silently():
+    class Broken(TdpMmu):
+        def guest_access(self, vcpu, gpa, access):
+            raise TypeError("not the direct kind's interface")
+
+    # Both runs stop at the same event, so the differential alone agrees...
+    assert W.differential(STEPS[-1], 5, direct_mmu=Broken).ok
+    # ...which is why the step test also requires a reference without errors.
+    _, outcomes, _ = W._reference(0, 5, Broken)
+    assert any(out[-1][0] == "error" for out in outcomes)
+    _, outcomes, _ = W._reference(0, 5, TdpMmu)
+    assert all(out[-1][0] != "error" for out in outcomes)
+
+    def unbuildable(kvm, **kw):
+        raise TypeError("boom: unexpected keyword 'recovery'")
+
+    # A factory that cannot be called as the driver calls it fails loudly.
+    with pytest.raises(TypeError, match="boom"):
+        W.run("legacy", W.generate(0, tdp=True), direct_mmu=unbuildable)
