@@ -569,6 +569,70 @@ class ShadowMmu:
         self._enter(vc)
         return None
 
+    def load_root(self, vc: ShadowVcpu, cpu: CpuState, cpu_role: CpuRole, root_role: PageRole,
+                  *, keep_root: bool = False) -> None:
+        """Take the roles from a caller that computes them (a refactoring layout).
+
+        :meth:`set_cpu` derives the roles from the registers and decides by
+        itself whether to reset; this method lets the caller decide, so that
+        a layout's choices (including wrong ones) reach the shadow pages.
+
+        Parameters
+        ----------
+        vc : ShadowVcpu
+        cpu : refimpl.guest.cpu.CpuState
+            The registers the fault handler walks the guest's tables with
+            (paging on); its CR3 is the root's pgd.
+        cpu_role : refimpl.host.roles.CpuRole
+            The MMU's CPU role (the format of the guest's tables).
+        root_role : refimpl.host.roles.PageRole
+            The role new shadow pages get (an indirect role).
+        keep_root : bool
+            False: the layout loaded a new root: unload the current one and
+            load one for ``root_role`` (``kvm_mmu_unload`` + ``kvm_mmu_load``;
+            shadow pages of the same ``(gfn, role)`` are found again in the
+            page hash). True: the layout re-initialised the context without
+            unloading (``kvm_init_mmu`` alone): the current root, built for
+            the old role, stays in use.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Wrong types, paging off, a direct ``root_role``, or (PAE) PDPTEs
+            at CR3 that cannot be loaded. Nothing changes then.
+
+        KVM
+        ---
+        ``kvm_init_mmu``, ``kvm_mmu_unload`` and ``kvm_mmu_load``
+        (``arch/x86/kvm/mmu/mmu.c``), as ``kvm_post_set_cr0``
+        (``arch/x86/kvm/x86.c``) and the other register writes call them.
+        """
+        vc = self._check_vcpu(vc)
+        check_instance("cpu", cpu, CpuState)
+        check_instance("cpu_role", cpu_role, CpuRole)
+        check_instance("root_role", root_role, PageRole)
+        if not isinstance(keep_root, bool):
+            raise TypeError(f"keep_root must be a bool, got {keep_root!r}")
+        if not cpu.pg:
+            raise ValueError("cpu: shadow roots need CR0.PG=1")
+        if root_role.direct:
+            raise ValueError("root_role: a shadow root needs an indirect role (direct=0)")
+        pdptrs = vc.pdptrs
+        if cpu.mode is PagingMode.PAE:
+            loaded = self._load_pdptrs(cpu)
+            if loaded is None:
+                raise ValueError("cpu: the PAE PDPTEs at CR3 cannot be loaded (#GP)")
+            pdptrs = loaded
+        if not keep_root:
+            self._free_roots(vc, current=True, previous=False)
+        vc.cpu = vc.vcpu.cpu = cpu
+        vc.cpu_role, vc.pdptrs = cpu_role, pdptrs
+        vc.mmu.root_role = root_role
+        if not keep_root:
+            vc.kind.root_level = root_role.level
+            vc.kind.shadow_zero_check = shadow_zero_check_for(self.fmt, root_role.level)
+        self._enter(vc)
+
     def write_cr3(self, vc: ShadowVcpu, cr3: int) -> Optional[Fault]:
         """MOV to CR3 (PCIDs off): fast switch via ``prev_roots``, then sync.
 

@@ -82,7 +82,7 @@ from refimpl.host.outcomes import AccessPath, HwFault, RetPf
 from refimpl.host.mmu import HwResult, _hw_translate_tdp
 from refimpl.host.tlb import vcpu_tlb
 from refimpl.guest.nested import NestedFault, _check_eptp, ept_exit_to_l1, npf_exit_to_l1
-from refimpl.host.roles import ACC_ALL, calc_shadow_ept_role
+from refimpl.host.roles import ACC_ALL, CpuRole, PageRole, calc_shadow_ept_role
 from refimpl.guest.rsvd import reset_rsvds_bits_mask_ept
 from refimpl.host.shadow_mmu import GuestWalk, ShadowMmu, ShadowVcpu
 from refimpl.host.spte import SpteFormat, ept_format
@@ -303,6 +303,38 @@ class Tdp12Mmu(ShadowMmu):
             vc.kind = vc.mmu.kind = self._kind(root_role.level)
         self._new_pgd(vc, eptp)
         vc.eptp = eptp
+        self._enter(vc)
+
+    def load_root(self, vc, eptp, cpu_role, root_role, *,  # type: ignore[override]
+                  keep_root: bool = False) -> None:
+        """Take the roles from a caller that computes them (a refactoring layout).
+
+        As :meth:`refimpl.host.shadow_mmu.ShadowMmu.load_root`, with EPTP12 in
+        place of the registers: the EPT12 walk context (levels, A/D,
+        execute-only) is read from ``cpu_role``, not from ``eptp``, so a
+        stale role walks with a stale format.
+
+        Raises
+        ------
+        TypeError, ValueError
+            A bad EPTP, roles of the wrong type, or a direct ``root_role``.
+        """
+        vc = self._check_vcpu(vc)
+        eptp = _check_eptp(eptp)
+        check_instance("cpu_role", cpu_role, CpuRole)
+        check_instance("root_role", root_role, PageRole)
+        if not isinstance(keep_root, bool):
+            raise TypeError(f"keep_root must be a bool, got {keep_root!r}")
+        if root_role.direct:
+            raise ValueError("root_role: a shadow root needs an indirect role (direct=0)")
+        b = cpu_role.base
+        ctx = ept_walk_context(b.level, not b.ad_disabled, self.kvm.guest_maxphyaddr,
+                               bool(cpu_role.ext.execonly))
+        if not keep_root:
+            self._free_roots(vc, current=True, previous=False)
+            vc.kind = vc.mmu.kind = self._kind(root_role.level)
+        vc.cpu_role, vc.ctx, vc.eptp = cpu_role, ctx, eptp
+        vc.mmu.root_role = root_role
         self._enter(vc)
 
     def write_cr3(self, vc, cr3):  # type: ignore[override]

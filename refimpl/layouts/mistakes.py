@@ -11,6 +11,13 @@ subclass of the step it corrupts:
     Step 8, but a CR0.WP toggle under TDP neither resets nor re-initialises
     the MMU: the permission bitmap keeps the old WP, so an emulated
     supervisor write to a read-only page gets the old answer.
+``wp_keeps_shadow_roots`` (:class:`WpKeepsShadowRoots`)
+    Step 8, but the 2023 rule is applied to shadow paging too: a CR0 write
+    that changes only WP re-initialises the MMU and keeps the shadow roots,
+    whose pages were built for the old WP. A supervisor write to a
+    read-only page, let through by a writable SPTE made while WP was 0,
+    still succeeds after WP returns to 1; the differential sees it because
+    its hardware accesses go through the shadow MMU.
 ``role_in_kind`` (:class:`RoleInKind`)
     Step 4, but the root role lives in the kind (as if ``vcpu->arch.mmu``
     pointed to ``kvm->arch.direct_mmu``, a misreading of the mail's
@@ -32,7 +39,7 @@ every guest-visible outcome (:mod:`refimpl.layouts.workload`).
 from __future__ import annotations
 
 from refimpl.errors import check_range
-from refimpl.host.roles import CR0_WP
+from refimpl.host.roles import CR0_PG, CR0_WP
 from refimpl.layouts.model import tdp_shadow_zero_check
 from refimpl.layouts.steps.step0_legacy import _with
 from refimpl.layouts.structs import py_class
@@ -40,8 +47,8 @@ from refimpl.layouts.steps.step1_walk12 import Walk12
 from refimpl.layouts.steps.step4_direct_kind_per_vm import DirectKindPerVm
 from refimpl.layouts.steps.step8_cr0wp_no_reset import Cr0WpNoReset
 
-__all__ = ["WalkLeftOnRootWalk", "WpNoBitmapUpdate", "RoleInKind", "ZeroCheckPerVcpu",
-           "MISTAKES"]
+__all__ = ["WalkLeftOnRootWalk", "WpNoBitmapUpdate", "WpKeepsShadowRoots", "RoleInKind",
+           "ZeroCheckPerVcpu", "MISTAKES"]
 
 
 class WalkLeftOnRootWalk(Walk12):
@@ -70,6 +77,24 @@ class WpNoBitmapUpdate(Cr0WpNoReset):
         cr0 = check_range("cr0", cr0, 0, 1 << 64)
         if vcpu.regs.cr0 ^ cr0 == CR0_WP and vcpu.host.tdp_enabled:
             vcpu.regs = _with(vcpu.regs, "cr0", cr0)
+            return
+        super().set_cr0(vcpu, cr0)
+
+
+class WpKeepsShadowRoots(Cr0WpNoReset):
+    """Step 8 where a CR0.WP toggle keeps the roots with shadow paging too."""
+
+    number = 8
+    name = "wp_keeps_shadow_roots"
+
+    def set_cr0(self, vcpu, cr0: int) -> None:
+        """A WP-only change with paging on: ``kvm_init_mmu``, whatever the host."""
+        self._vcpu(vcpu)
+        cr0 = check_range("cr0", cr0, 0, 1 << 64)
+        if vcpu.regs.cr0 ^ cr0 == CR0_WP and cr0 & CR0_PG:
+            vcpu.regs = _with(vcpu.regs, "cr0", cr0)
+            self.count("init_mmu_cr0_wp")
+            self.kvm_init_mmu(vcpu)
             return
         super().set_cr0(vcpu, cr0)
 
@@ -124,6 +149,6 @@ class ZeroCheckPerVcpu(DirectKindPerVm):
         vcpu.root_mmu.kind.shadow_zero_check = tdp_shadow_zero_check(vcpu.host, level)
 
 
-MISTAKES = {c.name: c for c in (WalkLeftOnRootWalk, WpNoBitmapUpdate, RoleInKind,
-                                ZeroCheckPerVcpu)}
+MISTAKES = {c.name: c for c in (WalkLeftOnRootWalk, WpNoBitmapUpdate, WpKeepsShadowRoots,
+                                RoleInKind, ZeroCheckPerVcpu)}
 """The wrong steps by name."""

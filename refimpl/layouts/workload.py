@@ -21,12 +21,31 @@ selects*:
   :func:`refimpl.guest.walker.translate` and :func:`refimpl.guest.nested.nested_translate`;
   a fault goes to whoever the layout's ``inject_page_fault`` callback names;
 * a hardware access is handled by the MMU the layout's ``mmu`` pointer
-  designates (:meth:`~refimpl.layouts.steps.base.Layout.fault_mmu`): a direct root
-  role means the CPU walks the guest's tables with its own registers and the
-  GPA goes through the VM's TDP MMU (:class:`refimpl.host.tdp_mmu.TdpMmu`, in the
-  address space the root role's ``smm`` bit selects); a shadow root role
-  means KVM walks the guest's tables with the MMU's own paging context
-  (composed with L1's EPT12/NPT12 for the MMU that shadows them);
+  designates (:meth:`~refimpl.layouts.steps.base.Layout.fault_mmu`), and it
+  goes through the MMU KVM would use for that root:
+
+  - a direct root role: the CPU walks the guest's tables with its own
+    registers and the GPA goes through the VM's direct MMU (the direct
+    kind: :class:`refimpl.host.tdp_mmu.TdpMmu` by default, or any factory
+    given as ``direct_mmu``), in the address space the role's ``smm`` bit
+    selects;
+  - a shadow root role: the CPU walks the shadow pages of
+    :class:`refimpl.host.shadow_mmu.ShadowMmu`, and on a fault KVM walks the
+    guest's tables and fills them. The shadow MMU is given the roles *the
+    layout* computed (:meth:`refimpl.host.shadow_mmu.ShadowMmu.load_root`)
+    and keeps its roots exactly as long as the layout keeps its own: a
+    layout that does not reset on a CR0 write keeps using the shadow pages
+    built before it;
+  - the shadow of L1's EPT12 or NPT12: the CPU walks L2's tables with L2's
+    registers (each table through L1's EPT12/NPT12, as
+    :func:`refimpl.guest.nested.nested_translate` computes it), and the page
+    L2's walk reaches goes through EPT02
+    (:class:`refimpl.host.tdp12.Tdp12Mmu`) or NPT02
+    (:func:`refimpl.host.tdp12.npt_access`), built for the layout's roles;
+  - a shadow MMU mapping a guest without paging (a direct role with a
+    shadow kind): gva = gpa, looked up in the memslots (direct shadow pages
+    of a non-paging guest are not modelled);
+
 * a GPA that is reached is looked up in the VM's memslots
   (:class:`refimpl.host.vm.Kvm`): a host frame, or MMIO; writes are logged in the
   dirty bitmap, which userspace reads as an outcome.
@@ -58,7 +77,12 @@ Simplifications
 * A fault KVM injects with ``kvm_inject_page_fault`` goes to the running
   guest; whether L1 intercepts L2's #PF (without nested TDP) is not modelled.
 * Every write that reaches a memslot is logged while dirty logging is on,
-  whoever maps it (the TDP MMU or a shadow MMU).
+  whoever maps it (the TDP MMU or a shadow MMU); a shadow MMU also logs
+  the pages it maps writable, as KVM's ``make_spte`` does.
+* The outcome of an access a real MMU completed names the host frame it
+  reached and the gpa whose memslot holds that frame.
+* L1's tables sit in a memslot of their own (KVM reads gptes through
+  memslots); the seeded accesses never target them.
 
 KVM
 ---
@@ -87,15 +111,17 @@ from refimpl.host.roles import (
     CR4_PAE, CR4_PSE, CR4_SMAP, CR4_SMEP, EFER_LMA, EFER_LME, EFER_NX, CpuRole,
 )
 from refimpl.guest.tables import GuestPageTables
+from refimpl.host.shadow_mmu import ShadowMmu
+from refimpl.host.tdp12 import Tdp12Mmu, npt_access
 from refimpl.host.tdp_mmu import TdpMmu
 from refimpl.host.vm import HostMemory, Kvm, MemslotFlags
 from refimpl.fast.scalar import translate
-from refimpl.guest.walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE
+from refimpl.guest.walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, is_canonical
 
 __all__ = [
     "EVENT_KINDS", "Event", "Workload", "Run", "Mismatch", "DifferentialReport",
     "generate", "workloads", "run", "differential", "first_difference",
-    "cpu_state_from_role", "default_count",
+    "cpu_state_from_role", "default_count", "wp_probe_workload",
 ]
 
 EVENT_KINDS = (
@@ -120,6 +146,8 @@ _EPT_ROOT = 0x80
 _NPT_FIRST = 0x90
 _DATA = (0x100, 0x140)   # L1 data gfns
 _SLOT2_BASES = (0x130, 0x138)
+_TABLE_SLOT = 3          # memslot of L1's tables (gfns below MEM_PAGES)
+_BACKED_FRAMES = 256     # host frames for the MMUs' own pages
 _CR0_PE = 1
 
 _GVAS = tuple(0x400000 + 0x1000 * k for k in range(10)) + \
@@ -244,16 +272,21 @@ def _leaf(rng: random.Random, wide: bool) -> int:
 
 
 def _map_all(mem: GuestMemory, rng: random.Random, mode: PagingMode, first_gfn: int,
-             targets: Sequence[int]) -> int:
+             targets: Sequence[int], read_only: Optional[dict] = None) -> int:
     pt = GuestPageTables(mem, mode, first_gfn)
     wide = mode is not PagingMode.BITS32
+    kernel_ro = []
     for gva in _GVAS:
         gfn = rng.choice(targets)
         flags = _leaf(rng, wide)
         if flags:
             pt.map(gva, gfn << 12, leaf=flags)
+            if flags & (_FLAGS_W | _FLAGS_U) == 0:
+                kernel_ro.append(gva)
         else:
             pt.map(gva, gfn << 12, leaf=_FLAGS_W)  # tables exist, leaf not present
+    if read_only is not None:
+        read_only[pt.cr3] = tuple(kernel_ro)
     return pt.cr3
 
 
@@ -264,11 +297,12 @@ def _ept_entry(l1_gfn: int, rights: int) -> int:
 def _build_memory(rng: random.Random, eptp_ad: bool) -> tuple[GuestMemory, dict]:
     mem = GuestMemory(MEM_PAGES << 12)
     data = list(range(*_DATA))
-    roots = {}
-    roots["32"] = _map_all(mem, rng, PagingMode.BITS32, _L1_TABLES["32"], data)
-    roots["pae"] = _map_all(mem, rng, PagingMode.PAE, _L1_TABLES["pae"], data)
-    roots["long"] = _map_all(mem, rng, PagingMode.LEVEL4, _L1_TABLES["long"], data)
-    roots["long_b"] = _map_all(mem, rng, PagingMode.LEVEL4, _L1_TABLES["long_b"], data)
+    roots: dict = {"kernel_ro": {}}
+    ro = roots["kernel_ro"]  # L1 CR3 -> present read-only supervisor pages
+    roots["32"] = _map_all(mem, rng, PagingMode.BITS32, _L1_TABLES["32"], data, ro)
+    roots["pae"] = _map_all(mem, rng, PagingMode.PAE, _L1_TABLES["pae"], data, ro)
+    roots["long"] = _map_all(mem, rng, PagingMode.LEVEL4, _L1_TABLES["long"], data, ro)
+    roots["long_b"] = _map_all(mem, rng, PagingMode.LEVEL4, _L1_TABLES["long_b"], data, ro)
     # L2's own tables, in L2-physical space, placed at L1 gfn + _L2_OFFSET.
     staging = GuestMemory(0x30 << 12)
     l2_data = list(range(*_L2_DATA))
@@ -408,7 +442,17 @@ def generate(seed: int, *, n_vcpus: Optional[int] = None, n_events: Optional[int
     logging = False
     entry = "vmx_vmentry" if vendor == "vmx" else "svm_vmrun"
     exit_ = "vmx_vmexit" if vendor == "vmx" else "svm_vmexit"
+    # A second generator, so that the bias leaves the main draws alone.
+    bias = random.Random(seed ^ _BIAS_SALT)
     while len(events) < n_vcpus + n_events:
+        if not tdp and len(events) + 3 <= n_vcpus + n_events and bias.random() < _WP_PROBE:
+            i = bias.randrange(n_vcpus)
+            probe = _wp_probe(bias, i, regs[i], roots["kernel_ro"])
+            if probe:
+                events.extend(probe)
+                r = regs[i]
+                regs[i] = GuestRegs(probe[1].args[0], r.cr3, r.cr4, r.efer, r.smm)
+                continue
         i = rng.randrange(n_vcpus)
         r, in_l2 = regs[i], l2[i]
         x = rng.random()
@@ -477,6 +521,65 @@ def generate(seed: int, *, n_vcpus: Optional[int] = None, n_events: Optional[int
                 events.append(Event(-1, "get_dirty_log"))
     return Workload(seed, host, n_vcpus, tuple(events), _memory_words(mem),
                     roots["eptp"], roots["ncr3"])
+
+
+_BIAS_SALT = 0x5EED_C0DE
+_WP_PROBE = 0.08
+"""Per event, on a shadow-paging host: the chance of a WP probe (:func:`_wp_probe`)."""
+
+
+def _wp_probe(bias: random.Random, i: int, r: GuestRegs, kernel_ro: dict) -> tuple:
+    """With CR0.WP=0 and paging on: a supervisor write to a present,
+    read-only supervisor page, CR0.WP back to 1, the same write again.
+
+    The second write must fault (SDM: CR0.WP=1 forbids it); a shadow MMU
+    that kept the SPTE the first write made writable lets it through. The
+    seeded workloads would rarely line the three events up by chance.
+    """
+    gvas = kernel_ro.get(r.cr3, ())
+    if r.cr0 & CR0_WP or not r.cr0 & CR0_PG or not gvas:
+        return ()
+    w = Event(i, "hw_access", (bias.choice(gvas), ACCESS_WRITE))
+    return (w, Event(i, "cr0", (r.cr0 | CR0_WP,)), w)
+
+
+def wp_probe_workload(seed: int = 0) -> Workload:
+    """A directed workload: the CR0.WP sequence a shadow MMU must get right.
+
+    On a shadow-paging VMX host, one vCPU in long mode with CR0.WP=0: a
+    hardware supervisor write to a present, read-only supervisor page
+    (allowed while WP=0) that reaches a memslot, a CR0 write that sets
+    WP, and the same write again (a #PF with error code P|W by the SDM). The memory is that of
+    ``generate(s)`` for the first ``s >= seed`` whose 4-level tables have
+    such a page.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``seed`` not an int in range.
+    """
+    seed = _check_count("seed", seed, 0, 2**62)
+    cr3 = _L1_TABLES["long"] << 12
+    for s in range(seed, seed + 1000):
+        base = generate(s, n_vcpus=1, vendor="vmx", tdp=False, n_events=1)
+        mem = GuestMemory(MEM_PAGES << 12)
+        idx, vals = base.memory
+        np.frombuffer(mem.buffer, dtype=np.uint64)[idx] = vals
+        regs = GuestRegs(cr0=_CR0_PE | CR0_PG, cr3=cr3, cr4=CR4_PAE,
+                         efer=EFER_LME | EFER_LMA | EFER_NX)
+        cpu = _regs_cpu(regs, base.host.guest_maxphyaddr)
+        for gva in _GVAS[:10]:
+            wp1 = _regs_cpu(GuestRegs(regs.cr0 | CR0_WP, cr3, regs.cr4, regs.efer),
+                            base.host.guest_maxphyaddr)
+            ok = translate(mem, cpu, gva, ACCESS_WRITE)
+            if ok.fault is None and _DATA[0] <= ok.gpa >> 12 < _SLOT2_BASES[0] and \
+                    translate(mem, cpu, gva, ACCESS_USER).fault is not None and \
+                    translate(mem, wp1, gva, ACCESS_WRITE).fault is not None:
+                write = Event(0, "hw_access", (gva, ACCESS_WRITE))
+                events = (Event(0, "set_regs", (regs,)), write,
+                          Event(0, "cr0", (regs.cr0 | CR0_WP,)), write)
+                return Workload(s, base.host, 1, events, base.memory, base.eptp, base.ncr3)
+    raise ValueError(f"no read-only supervisor page in the tables of seeds {seed}..{seed + 999}")
 
 
 def default_count() -> int:
@@ -570,22 +673,38 @@ def _nested_kwargs(nw) -> dict:
 
 
 class _World:
-    """L1's memory, the VM's memslots and TDP MMU, for one run."""
+    """L1's memory, the VM's memslots and the MMUs KVM would use, for one run.
 
-    def __init__(self, wl: Workload, layout) -> None:
+    One direct MMU for the VM (made by ``direct_mmu``), one x86 shadow MMU
+    (L1's tables on a shadow-paging host, or L1's NPT12), one
+    :class:`refimpl.host.tdp12.Tdp12Mmu` (L1's EPT12); each vCPU gets a
+    shadow-MMU vCPU per MMU the first time one of its roots is used.
+    """
+
+    def __init__(self, wl: Workload, layout, direct_mmu) -> None:
         self.mem = GuestMemory(MEM_PAGES << 12)
         idx, vals = wl.memory
         np.frombuffer(self.mem.buffer, dtype=np.uint64)[idx] = vals
         self.maxphyaddr = wl.host.guest_maxphyaddr
-        self.kvm = Kvm(HostMemory(1 << 14, backed_frames=128, maxphyaddr=wl.host.host_maxphyaddr))
+        self.kvm = Kvm(HostMemory(1 << 14, backed_frames=_BACKED_FRAMES,
+                                  maxphyaddr=wl.host.host_maxphyaddr))
         lo, hi = _DATA
         self.kvm.add_memslot(0, lo, 0x20)
         self.kvm.add_memslot(1, lo + 0x20, 0x10)
         self.kvm.add_memslot(0, lo, hi - lo, as_id=1)  # SMRAM view
+        for as_id in (0, 1):  # the guest's tables: KVM reads gptes through memslots
+            self.kvm.add_memslot(_TABLE_SLOT, 0, MEM_PAGES, as_id=as_id)
         self.tdp = None
         if wl.host.tdp_enabled:
-            self.tdp = TdpMmu(self.kvm, host_max_level=1, recovery=layout.recover_huge_pages(None))
+            self.tdp = direct_mmu(self.kvm, host_max_level=1,
+                                  recovery=layout.recover_huge_pages(None))
         self.vcpus = [self.kvm.create_vcpu() for _ in range(wl.n_vcpus)]
+        self.shadow: Optional[ShadowMmu] = None
+        self.ept12: Optional[Tdp12Mmu] = None
+        #: (vCPU, which MMU) -> [shadow-MMU vCPU, the layout's root it stands for]
+        self.mirrors: dict = {}
+        #: (vCPU, which MMU, the layout's root) -> (cpu_role, root_role) when loaded
+        self.root_roles: dict = {}
         self.internal: list = []
         self.event = 0
 
@@ -603,6 +722,18 @@ class _World:
             self.kvm.mark_page_dirty(gfn, as_id)
         return ("ok", gpa, slot.gfn_to_hfn(gfn))
 
+    def reached(self, hpa: Optional[int], gpa: Optional[int], access: int, as_id: int) -> tuple:
+        """The outcome of an access a real MMU completed: the host frame it
+        reached, and the gpa whose memslot holds that frame."""
+        if hpa is None:
+            return ("ok", gpa, "mmio")
+        hfn = hpa >> 12
+        gfn = next(s.base_gfn + hfn - s.host_pfn for s in self.kvm.memslots(as_id)
+                   if s.host_pfn <= hfn < s.host_pfn + s.npages)
+        if access & ACCESS_WRITE:
+            self.kvm.mark_page_dirty(gfn, as_id)
+        return ("ok", (gfn << 12) | (hpa & 0xFFF), hfn)
+
     def walk(self, cpu: CpuState, gva: int, access: int, nested: Optional[dict]):
         """(gpa, None) or (None, (recipient-side, kind, fields...))."""
         if nested is None:
@@ -612,13 +743,84 @@ class _World:
                 kind = "#PF" if f.vector == 14 else "#GP"
                 return None, ("guest", kind, f.vector, f.error_code, gva, None, None)
             return r.gpa, None
-        r = nested_translate(self.mem, cpu, gva, access, maxphyaddr=self.maxphyaddr, **nested)
+        r = self.walk2d(cpu, gva, access, nested)
         if r.fault is not None:
-            f = r.fault
-            side = "l1" if f.target == "L1" else "guest"
-            return None, (side, f.kind, f.vector, f.error_code, f.address,
-                          f.exit_qualification, f.exit_info_1)
+            return None, _nested_fault(r.fault)
         return r.l1_gpa, None
+
+    def walk2d(self, cpu: CpuState, gva: int, access: int, nested: dict):
+        """L2's walk through L1's EPT12/NPT12, as the CPU or the emulator does it."""
+        return nested_translate(self.mem, cpu, gva, access, maxphyaddr=self.maxphyaddr, **nested)
+
+    # -- the shadow MMUs, kept as the layout keeps its roots -----------------
+
+    def observe(self, layout, vcpu, i: int) -> None:
+        """After a vCPU event: note the roles of a shadow root the layout just loaded."""
+        mv = layout.fault_mmu(vcpu)
+        if not mv.root_role.direct and mv.root.valid:
+            key = (i, _which(mv), mv.root)
+            if key not in self.root_roles:
+                self.root_roles[key] = (mv.walk.cpu_role, mv.root_role)
+
+    def mirror(self, i: int, mv):
+        """The shadow-MMU vCPU that stands for the layout's root ``mv.root``.
+
+        A root the layout loaded is loaded with the roles the layout had
+        then; a context the layout re-initialised without unloading keeps
+        its root and takes the new roles (as ``kvm_init_mmu`` alone does).
+        """
+        which = _which(mv)
+        cpu_role, root_role = self.root_roles.get((i, which, mv.root),
+                                                  (mv.walk.cpu_role, mv.root_role))
+        m = self.mirrors.get((i, which))
+        if which == "ept12":
+            if self.ept12 is None:
+                self.ept12 = Tdp12Mmu(self.kvm, self.mem, execute_only=True)
+            mmu = self.ept12
+            state = mv.walk.pgd
+            now = mv.walk.pgd
+            if m is None:
+                m = self.mirrors[(i, which)] = [mmu.add_vcpu(state), None]
+                m[1] = _same_roles(m[0], cpu_role, root_role, mv.root)
+        else:
+            if self.shadow is None:
+                self.shadow = ShadowMmu(self.kvm, self.mem)
+            mmu = self.shadow
+            state = cpu_state_from_role(cpu_role, mv.walk.pgd, maxphyaddr=self.maxphyaddr)
+            now = cpu_state_from_role(mv.walk.cpu_role, mv.walk.pgd, maxphyaddr=self.maxphyaddr)
+            if m is None:
+                m = self.mirrors[(i, which)] = [
+                    mmu.add_vcpu(state, guest_mode=bool(root_role.guest_mode)), None]
+                m[1] = _same_roles(m[0], cpu_role, root_role, mv.root)
+        vc = m[0]
+        if m[1] != mv.root:
+            mmu.load_root(vc, state, cpu_role, root_role)
+            m[1] = mv.root
+        if (vc.cpu_role, vc.mmu.root_role) != (mv.walk.cpu_role, mv.root_role):
+            mmu.load_root(vc, now, mv.walk.cpu_role, mv.root_role, keep_root=True)
+        vc.vcpu.smm = bool(mv.root_role.smm)
+        return mmu, vc
+
+
+def _same_roles(vc, cpu_role: CpuRole, root_role, root):
+    """``root`` if the shadow MMU's new vCPU already loaded a root for these
+    roles (then it stands for the layout's root), else None."""
+    if (vc.cpu_role, vc.mmu.root_role) == (cpu_role, root_role):
+        return root
+    return None
+
+
+def _which(mv) -> str:
+    """Which shadow MMU a shadow root belongs to: L1's EPT12, else x86 tables."""
+    if mv.walk.gva_to_gpa == "ept_gva_to_gpa":
+        return "ept12"
+    return "npt12" if mv.walk.inject_page_fault in _INJECT_EXIT else "x86"
+
+
+def _nested_fault(f) -> tuple:
+    side = "l1" if f.target == "L1" else "guest"
+    return (side, f.kind, f.vector, f.error_code, f.address, f.exit_qualification,
+            f.exit_info_1)
 
 
 def _emul(layout, vcpu, world: _World, gva: int, access: int) -> tuple:
@@ -637,11 +839,12 @@ def _emul(layout, vcpu, world: _World, gva: int, access: int) -> tuple:
 def _hw(layout, vcpu, world: _World, i: int, gva: int, access: int) -> tuple:
     mv = layout.fault_mmu(vcpu)
     role = mv.root_role
+    running = "L2" if role.guest_mode else "L1"
     if role.direct:
         cpu = _regs_cpu(vcpu.regs, world.maxphyaddr)
         gpa, fault = world.walk(cpu, gva, access, None)
         if fault is not None:  # delivered by the CPU to the running guest
-            return ("fault", "L2" if role.guest_mode else "L1") + fault[1:]
+            return ("fault", running) + fault[1:]
         world.spte_inputs(layout.tdp_mmu_map(vcpu, gpa >> 12))
         if not mv.direct_kind:
             # a shadow MMU mapping a guest without paging: gva = gpa
@@ -657,24 +860,42 @@ def _hw(layout, vcpu, world: _World, i: int, gva: int, access: int) -> tuple:
             world.kvm.mark_page_dirty(gpa >> 12, v.as_id)
         return ("ok", gpa, r.hpa >> 12)
     w = mv.walk
-    if w.inject_page_fault in _INJECT_EXIT:
-        # mmu shadows L1's EPT12/NPT12: L2's tables are walked by the CPU
-        # with L2's registers, each L2 GPA through the tables mmu shadows.
-        cpu = _regs_cpu(vcpu.regs, world.maxphyaddr)
-        nested = _nested_kwargs(w)
-    else:
-        # a shadow MMU: KVM walks the guest's tables with the MMU's context.
-        cpu = cpu_state_from_role(w.cpu_role, w.pgd, maxphyaddr=world.maxphyaddr)
-        nested = None
+    # The CPU checks the address before any table is walked.
+    cpu = _regs_cpu(vcpu.regs, world.maxphyaddr)
     if cpu.mode is not PagingMode.LEVEL4 and gva >= 1 << 32:
         return ("fault", "n/a", "non-canonical")
-    gpa, fault = world.walk(cpu, gva, access, nested)
-    if fault is not None:
-        if fault[0] == "l1":
-            return ("fault", _recipient(w.inject_page_fault, w.cpu_role)) + fault[1:]
-        return ("fault", "L2" if role.guest_mode else "L1") + fault[1:]
-    world.spte_inputs(layout.tdp_mmu_map(vcpu, gpa >> 12))
-    return world.memory(gpa, access, int(role.smm))
+    if cpu.mode is PagingMode.LEVEL4 and not is_canonical(gva, cpu.linear_address_bits):
+        return ("fault", running) + world.walk(cpu, gva, access, None)[1][1:]
+    mmu, vc = world.mirror(i, mv)
+    as_id = int(role.smm)
+    if w.inject_page_fault in _INJECT_EXIT:
+        # mmu shadows L1's EPT12/NPT12: the CPU walks L2's tables with L2's
+        # registers; the page L2's walk reaches goes through EPT02/NPT02.
+        r2 = world.walk2d(cpu, gva, access, _nested_kwargs(w))
+        if r2.l2_gpa is None:  # L2's own walk failed
+            side, *rest = _nested_fault(r2.fault)
+            return ("fault", _recipient(w.inject_page_fault, w.cpu_role) if side == "l1"
+                    else running, *rest)
+        wf = access & (ACCESS_WRITE | ACCESS_FETCH)
+        if isinstance(mmu, Tdp12Mmu):
+            a = mmu.access(vc, r2.l2_gpa, wf)
+        else:
+            a = npt_access(mmu, vc, r2.l2_gpa, wf)
+        if a.exit is not None:
+            return ("fault", _recipient(w.inject_page_fault, w.cpu_role)) + \
+                _nested_fault(a.exit)[1:]
+        out = world.reached(a.hpa, a.l1_gpa, access, as_id)
+    else:
+        # a shadow MMU: the CPU walks the shadow pages; on a fault KVM walks
+        # the guest's tables with the MMU's context and fills them.
+        r = mmu.access(vc, gva, access)
+        if r.fault is not None:
+            f = r.fault
+            return ("fault", running, "#PF" if f.vector == 14 else "#GP", f.vector,
+                    f.error_code, gva, None, None)
+        out = world.reached(r.hpa, r.gpa, access, as_id)
+    world.spte_inputs(layout.tdp_mmu_map(vcpu, out[1] >> 12))
+    return out
 
 
 def _vm_event(world: _World, e: Event) -> tuple:
@@ -695,7 +916,7 @@ def _vm_event(world: _World, e: Event) -> tuple:
     return ("-",)
 
 
-def run(step, workload: Workload) -> Run:
+def run(step, workload: Workload, *, direct_mmu=None) -> Run:
     """Apply ``workload`` to a fresh instance of ``step``; record every outcome.
 
     Parameters
@@ -704,6 +925,12 @@ def run(step, workload: Workload) -> Run:
         Which layout (see :func:`refimpl.layouts.steps.get_step`). An instance is
         used as given (it must be fresh).
     workload : Workload
+    direct_mmu : callable or None
+        Makes the VM's direct MMU, the implementation of the direct kind
+        that serves direct roots: called as ``direct_mmu(kvm,
+        host_max_level=1, recovery=strategy)`` with the
+        :class:`refimpl.host.vm.Kvm` of the run. Default
+        :class:`refimpl.host.tdp_mmu.TdpMmu`.
 
     Returns
     -------
@@ -712,15 +939,17 @@ def run(step, workload: Workload) -> Run:
     Raises
     ------
     TypeError, ValueError
-        Unknown step or not a :class:`Workload`. Exceptions raised by the
-        layout during the run are not raised: they end the run and are its
-        last outcome (``("error", "ValueError: ...")``).
+        Unknown step, not a :class:`Workload`, or ``direct_mmu`` not
+        callable. Exceptions raised by the layout during the run are not
+        raised: they end the run and are its last outcome
+        (``("error", "ValueError: ...")``).
     """
     from refimpl.layouts.steps import Layout, get_step
     if not isinstance(workload, Workload):
         raise TypeError(f"workload must be a Workload, got {type(workload).__name__}")
+    direct_mmu = _check_direct_mmu(direct_mmu)
     layout = step if isinstance(step, Layout) else get_step(step).layout()
-    world = _World(workload, layout)
+    world = _World(workload, layout, direct_mmu)
     vm = layout.create_vm(workload.host)
     vcpus = [layout.create_vcpu(vm) for _ in range(workload.n_vcpus)]
     outcomes: list = []
@@ -748,12 +977,22 @@ def run(step, workload: Workload) -> Run:
                     layout.svm_vmrun(v, a[0], npt=a[1], ncr3=a[2])
                 else:
                     getattr(layout, k)(v)
+                world.observe(layout, v, e.vcpu)
                 outcomes.append(("-",))
         except Exception as exc:  # noqa: BLE001 - a wrong layout may raise anything
             error = f"{type(exc).__name__}: {exc}"
             outcomes.append(("error", error))
             break
     return Run(outcomes, world.internal, dict(layout.stats), error)
+
+
+def _check_direct_mmu(direct_mmu):
+    if direct_mmu is None:
+        return TdpMmu
+    if not callable(direct_mmu):
+        raise TypeError(f"direct_mmu must be a callable that makes a direct MMU from a Kvm, "
+                        f"got {direct_mmu!r}")
+    return direct_mmu
 
 
 # ---------------------------------------------------------------------------
@@ -866,15 +1105,21 @@ def _internal_difference(workload: Workload, expected: Sequence[tuple],
     return None
 
 
+def _reference(first_seed: int, n: int, direct_mmu=TdpMmu) -> tuple:
+    """The legacy layout's workloads, outcomes and ``make_spte`` inputs (cached)."""
+    return _reference_cached(first_seed, n, direct_mmu)
+
+
 @lru_cache(maxsize=8)
-def _reference(first_seed: int, n: int) -> tuple:
+def _reference_cached(first_seed: int, n: int, direct_mmu) -> tuple:
     wls = workloads(n, first_seed)
-    runs = [run("legacy", w) for w in wls]
+    runs = [run("legacy", w, direct_mmu=direct_mmu) for w in wls]
     return tuple(wls), tuple(tuple(r.outcomes) for r in runs), tuple(tuple(r.internal) for r in runs)
 
 
 def differential(step, n: Optional[int] = None, *, first_seed: int = 0,
-                 reference="legacy", max_mismatches: int = 1) -> DifferentialReport:
+                 reference="legacy", max_mismatches: int = 1,
+                 direct_mmu=None) -> DifferentialReport:
     """Run ``n`` seeded workloads on ``step`` and on ``reference``; compare outcomes.
 
     The guest-visible outcomes are compared first; when they agree, the
@@ -891,6 +1136,9 @@ def differential(step, n: Optional[int] = None, *, first_seed: int = 0,
         ``(first_seed, n)`` and cached).
     max_mismatches : int
         Stop after this many disagreeing workloads (>= 1).
+    direct_mmu : callable or None
+        The implementation of the direct kind both runs use (see
+        :func:`run`; default the TDP MMU).
 
     Returns
     -------
@@ -900,26 +1148,28 @@ def differential(step, n: Optional[int] = None, *, first_seed: int = 0,
     ------
     TypeError, ValueError
         Unknown step or reference, ``n``, ``first_seed`` or
-        ``max_mismatches`` of the wrong type or out of range.
+        ``max_mismatches`` of the wrong type or out of range, ``direct_mmu``
+        not callable.
     """
     from refimpl.layouts.steps import get_step
+    direct_mmu = _check_direct_mmu(direct_mmu)
     n = default_count() if n is None else _check_count("n", n, 1, 1_000_000)
     first_seed = _check_count("first_seed", first_seed, 0, 2**62)
     max_mismatches = _check_count("max_mismatches", max_mismatches, 1, 1_000_000)
     s = get_step(step)
     ref = get_step(reference)
     if ref.name == "legacy" and ref.cls.__name__ == "Legacy":
-        wls, expected, internal = _reference(first_seed, n)
+        wls, expected, internal = _reference(first_seed, n, direct_mmu)
     else:
         wls = workloads(n, first_seed)
-        runs = [run(ref, w) for w in wls]
+        runs = [run(ref, w, direct_mmu=direct_mmu) for w in wls]
         expected = tuple(tuple(r.outcomes) for r in runs)
         internal = tuple(tuple(r.internal) for r in runs)
     mismatches: list = []
     stats: dict = {}
     events = 0
     for w, exp, exp_internal in zip(wls, expected, internal):
-        r = run(s.cls, w)
+        r = run(s.cls, w, direct_mmu=direct_mmu)
         events += len(w.events)
         for k, v in r.stats.items():
             stats[k] = stats.get(k, 0) + v

@@ -5,7 +5,8 @@ What is checked, and against what:
 * every step gives the legacy layout's guest-visible outcomes on the seeded
   workloads (``REFACTOR_WORKLOADS``, default 1000, per step); the outcomes
   come from real walks over what each layout selects, so they can differ;
-* three deliberately wrong steps are caught, at the event where they go wrong;
+* the deliberately wrong steps are caught, at the event where they go wrong
+  (the kept shadow roots through the shadow MMU, as a guest-visible outcome);
 * step 0 is :mod:`refimpl.layouts.legacy` field for field except for the 2021
   CR0.WP rule; the last step is :mod:`refimpl.layouts.split` field for field;
 * each step's ledger delta matches its structures;
@@ -29,7 +30,7 @@ from refimpl.layouts import measures as M
 from refimpl.layouts import workload as W
 from refimpl.layouts.mistakes import MISTAKES
 from refimpl.host.roles import CR0_PG, CR4_PAE, EFER_LMA, EFER_LME, EFER_NX
-from refimpl.host.tdp_mmu import RecoveryStrategy
+from refimpl.host.tdp_mmu import RecoveryStrategy, TdpMmu
 
 N = W.default_count()
 
@@ -192,10 +193,20 @@ def test_cr0_wp_rule_of_step0_and_of_the_last_step():
 # ---------------------------------------------------------------------------
 
 
+DIRECT_MMUS = {"tdp_mmu": None}
+"""The implementations of the direct kind the differential runs each step with
+(None: :class:`refimpl.host.tdp_mmu.TdpMmu`); a second one is one more entry."""
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("direct", sorted(DIRECT_MMUS))
 @pytest.mark.parametrize("step", STEPS[1:], ids=lambda s: s.name)
-def test_every_step_keeps_every_outcome(step):
-    report = W.differential(step, N)
+def test_every_step_keeps_every_outcome(step, direct):
+    factory = DIRECT_MMUS[direct] or TdpMmu
+    # the reference itself ran to the end (two runs that fail alike agree)
+    _, outcomes, _ = W._reference(0, N, factory)
+    assert all(out[-1][0] != "error" for out in outcomes)
+    report = W.differential(step, N, direct_mmu=factory)
     assert report.workloads == N
     assert report.events > 20 * N
     assert report.ok, report.mismatches[0]
@@ -205,6 +216,7 @@ EXPECTED_CATCH = {
     # the mistake -> the kind of event where it shows first
     "walk_left_on_root_walk": "emul_access",
     "wp_no_bitmap_update": "emul_access",
+    "wp_keeps_shadow_roots": "hw_access",
     "role_in_kind": "hw_access",
     "zero_check_per_vcpu": "hw_access",
 }
@@ -235,6 +247,21 @@ def test_deliberate_mistakes_are_caught(name):
         entries = [e for e in before if e.vcpu == m.event.vcpu and e.kind in
                    ("vmx_vmentry", "svm_vmrun", "vmx_vmexit", "svm_vmexit")]
         assert entries[-1].kind in ("vmx_vmentry", "svm_vmrun") and entries[-1].args[1]
+    elif name == "wp_keeps_shadow_roots":
+        # A shadow-paging host; the vCPU's last CR0 write set WP, and the event
+        # is a supervisor write that the reference refuses with #PF, error
+        # code P|W (SDM: CR0.WP=1 forbids supervisor writes to read-only
+        # pages), while the kept shadow root lets it through.
+        assert not wl.host.tdp_enabled
+        cr0 = [e for e in before if e.vcpu == m.event.vcpu and e.kind == "cr0"]
+        assert cr0 and cr0[-1].args[0] & L.CR0_WP
+        gva, access = m.event.args
+        assert access == W.ACCESS_WRITE
+        assert m.expected[0] == "fault" and m.expected[2:6] == ("#PF", 14, 0x3, gva)
+        assert m.got[0] == "ok"
+        # the same write under WP=0 earlier on this vCPU reached a page
+        same = [k for k, e in enumerate(before) if e == m.event]
+        assert same and legacy[same[-1]][0] == "ok"
     elif name == "wp_no_bitmap_update":
         assert wl.host.tdp_enabled
         assert any(e.kind == "cr0" and e.vcpu == m.event.vcpu for e in before)
