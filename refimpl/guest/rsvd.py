@@ -266,11 +266,22 @@ def reset_rsvds_bits_mask_ept(
     execonly : bool
         Whether execute-only entries (XWR = 100) are allowed.
     huge_page_level : int
-        Largest page level supported: 3 (1 GiB), 2 (2 MiB) or 1 (none).
+        Largest page level supported: 3 (1 GiB), 2 (2 MiB) or 1 (none); below
+        3, bit 7 of a PDPTE is reserved, below 2 that of a PDE too.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A MAXPHYADDR out of range, ``execonly`` not a bool, a level not 1-3.
 
     KVM
     ---
-    ``arch/x86/kvm/mmu/mmu.c``: ``__reset_rsvds_bits_mask_ept``.
+    ``arch/x86/kvm/mmu/mmu.c``: ``__reset_rsvds_bits_mask_ept``. For the
+    guest check (``reset_rsvds_bits_mask_ept``) KVM passes the guest's
+    ``reserved_gpa_bits`` and what L1's EPT capabilities allow
+    (``nested_ept_new_eptp``: ``ept_caps_to_lpage_level``); for the zero
+    checks, the host's bits and ``max_huge_page_level``. Older trees had no
+    ``huge_page_level`` and never reserved bit 7.
     """
     maxphyaddr = check_int("maxphyaddr", maxphyaddr)
     execonly = check_bool("execonly", execonly)

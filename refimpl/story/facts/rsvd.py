@@ -129,6 +129,12 @@ FACTS = (
          "2, 3, 7), REPEAT_BYTE(1 << 2) and REPEAT_BYTE(1 << 6) (XWR 010 and 110), and "
          "REPEAT_BYTE(1 << 4) (XWR 100) unless execonly",
          BOTH, True),
+    Fact("rsvd.nested-ept-lpage-level", "function",
+         "nested_ept_new_eptp (arch/x86/kvm/vmx/nested.c) passes execonly = L1's "
+         "nested.msrs.ept_caps & VMX_EPT_EXECUTE_ONLY_BIT and huge_page_level = "
+         "ept_caps_to_lpage_level(those caps) to kvm_init_shadow_ept_mmu, which hands them "
+         "to reset_rsvds_bits_mask_ept for the guest check",
+         "stored vmx/nested.c copies (find_string ids 29245454411, 36565681)", True),
     Fact("rsvd.ept-huge-page-level-added", "behaviour",
          "the older mmu.c has no huge_page_level argument: EPT bit 7 is never reserved "
          "there, and it takes maxphyaddr instead of pa_bits_rsvd",
