@@ -151,9 +151,8 @@ def reset_rsvds_bits_mask(
     Raises
     ------
     TypeError, ValueError
-        A level other than 2 to 5, a MAXPHYADDR outside
-        [:data:`MIN_MAXPHYADDR`, :data:`MAX_MAXPHYADDR`], or a flag that is
-        not a bool.
+        A level other than 2 to 5, a MAXPHYADDR outside [32, 52], or a flag
+        that is not a bool.
 
     KVM
     ---
