@@ -400,3 +400,35 @@ def test_planted_off_by_one_2mib_mask_is_caught(monkeypatch):
     kw = _BY_ID["4lvl-M46"]
     assert mismatches(R.reset_rsvds_bits_mask(**kw), x86_expected(**kw)) == [
         "[1][2]: got 0xfc000001ff000, want 0xfc000001fe000"]
+
+
+# EPT walk: tables at 0x1000 .. 0x4000, page at 0x5000, EPTP WB with 4 levels.
+_EPTP4 = 0x1000 | (3 << 3) | 6
+
+
+@pytest.mark.parametrize("execonly", [False, True])
+def test_ept_walk_misconfigures_exactly_on_the_hand_mask(execonly):
+    from refimpl.guest.ept import EptFaultKind, ept_translate
+
+    maxphyaddr = 46
+    exp = ept_expected(maxphyaddr=maxphyaddr, huge_page_level=3)
+    rng = random.Random(f"ept-walk-{execonly}")
+    seen = {True: 0, False: 0}
+    for _ in range(300):
+        level = rng.randint(1, 4)
+        entry = rng.getrandbits(64)
+        if rng.random() < 0.5:
+            entry &= ~(exp[0][level - 1] | exp[1][level - 1])
+        mem = GuestMemory(0x10000)
+        for lv in range(4, 0, -1):
+            gpa = 0x1000 * (5 - lv)
+            good = (0x5000 | 7 | 6 << 3) if lv == 1 else (gpa + 0x1000) | 7
+            mem.write64(gpa, entry if lv == level else good)
+        r = ept_translate(mem, _EPTP4, 0x123, maxphyaddr=maxphyaddr, execute_only=execonly)
+        present = entry & 7 != 0                 # XWR = 000: not present, never misconfigured
+        want = present and (bool(entry & exp[(entry >> 7) & 1][level - 1])
+                            or ept_is_bad(entry, execonly))
+        got = r.fault is not None and r.fault.kind == EptFaultKind.MISCONFIG
+        assert got == want, (level, hex(entry), r.fault)
+        seen[want] += 1
+    assert seen[True] > 50 and seen[False] > 50, seen
