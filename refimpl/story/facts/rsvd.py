@@ -55,12 +55,13 @@ FACTS = (
     Fact("rsvd.32bit", "behaviour",
          "__reset_rsvds_bits_mask, PT32_ROOT_LEVEL: [0][1], [0][0] and [1][0] are 0; [1][1] "
          "is 0 without pse, rsvd_bits(17, 21) with PSE-36, rsvd_bits(13, 21) without it; "
-         "MAXPHYADDR and NX play no part",
+         "MAXPHYADDR and NX play no part; levels 3 to 5 are not assigned",
          BOTH, True),
     Fact("rsvd.pae", "behaviour",
          "__reset_rsvds_bits_mask, PT32E_ROOT_LEVEL: [0][2] = rsvd_bits(63, 63) | high | "
          "rsvd_bits(5, 8) | rsvd_bits(1, 2) (the PDPTE); [0][1] = [0][0] = high; [1][1] = "
-         "high | rsvd_bits(13, 20); [1][0] = [0][0]; [1][2] is left 0",
+         "high | rsvd_bits(13, 20); [1][0] = [0][0]; [1][2] and the level-4/5 slots are "
+         "not assigned at all (the model stores 0 there; no walk consults them)",
          BOTH, True),
     Fact("rsvd.64bit", "behaviour",
          "__reset_rsvds_bits_mask, 5 then (fallthrough) 4 levels: [0][4] = [1][4] and "
