@@ -109,6 +109,12 @@ FACTS = (
          "otherwise",
          "stored review reply 8de7b84a-ba77-4df0-9cec-8478f56222bb@linux.intel.com quoting "
          "the patch", True),
+    Fact("rsvd.gbpages-governed", "behaviour",
+         "kvm_vcpu_after_set_cpuid (arch/x86/kvm/cpuid.c) grants the governed GBPAGES "
+         "feature from boot_cpu_has(X86_FEATURE_GBPAGES) when tdp_enabled and from the "
+         "guest's CPUID otherwise; the reserved-bit resets read that governed value",
+         "context lines of the guest_cpu_cap rename patch quoted in "
+         "8de7b84a-ba77-4df0-9cec-8478f56222bb@linux.intel.com", True),
     Fact("8de7b84a-ba77-4df0-9cec-8478f56222bb@linux.intel.com", "message-id",
          "Binbin Wu's Reviewed-by reply (22 May 2024) quoting the guest_cpu_cap rename patch",
          "stored kvm@vger.kernel.org mail", True),
