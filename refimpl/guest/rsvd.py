@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from refimpl.bits import bits
-from refimpl.errors import check_fields, check_int, check_range
+from refimpl.errors import check_bool, check_fields, check_int, check_range
 from refimpl.guest.formats import EPTE, PTE64
 
 #: Lowest and highest MAXPHYADDR the model accepts.
@@ -115,6 +115,7 @@ def reset_rsvds_bits_mask(
     gbpages: bool,
     pse: bool,
     amd: bool = False,
+    pse36: bool = True,
 ) -> RsvdBitsValidate:
     """Reserved bits of guest x86 entries for one paging mode.
 
@@ -132,29 +133,51 @@ def reset_rsvds_bits_mask(
         CR4.PSE (32-bit paging only): without it bit 7 of a PDE is ignored,
         so a 4 MiB PDE has no reserved bits.
     amd : bool
-        AMD-compatible guest: bit 8 of non-leaf PML4Es/PML5Es and PDPTEs is
-        reserved. The model's guests are Intel-like, so the default is False.
+        AMD-compatible guest (``guest_cpuid_is_amd_compatible``): bit 8 of
+        non-leaf PML4Es and PML5Es is reserved. Not of PDPTEs: KVM dropped
+        that in 2020 (commit 5ecad245de2a), because AMD ignores bit 8 there.
+        The model's guests are Intel-like, so the default is False.
+    pse36 : bool
+        The 4 MiB PDE of 32-bit paging carries physical-address bits 35:32 in
+        bits 16:13 (PSE-36). KVM's ``is_cpuid_PSE36`` always answers yes, so
+        the default is True; False gives the 32-bit-only rule (bits 21:13).
 
     Returns
     -------
     RsvdBitsValidate
-        The masks; level 3 of PAE (the PDPTEs) is the mask that CR3 loads use.
+        The masks. Level 3 of PAE (the PDPTEs) equals what CR3 loads check
+        (:func:`pdpte_rsvd_mask`).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A level other than 2 to 5, a MAXPHYADDR outside [32, 52], or a flag
+        that is not a bool.
 
     KVM
     ---
-    ``arch/x86/kvm/mmu/mmu.c``: ``__reset_rsvds_bits_mask``. PSE-36 is always
-    assumed (``is_cpuid_PSE36``), so a 4 MiB PDE reserves bits 21:17 only.
+    ``arch/x86/kvm/mmu/mmu.c``: ``__reset_rsvds_bits_mask``, read line by
+    line in kvm-x86/linux at 8cd6d6724eae and torvalds/linux at 56ea38e436ea
+    (the two agree). ``reset_guest_rsvds_bits_mask`` passes the guest's
+    ``reserved_gpa_bits``, the CPU role's level, EFER.NX and CR4.PSE, the
+    governed GBPAGES feature and the vendor.
     """
     root_level = check_int("root_level", root_level)
     maxphyaddr = check_int("maxphyaddr", maxphyaddr)
+    nx, gbpages, pse = check_bool("nx", nx), check_bool("gbpages", gbpages), check_bool("pse", pse)
+    amd, pse36 = check_bool("amd", amd), check_bool("pse36", pse36)
     if root_level not in (2, 3, 4, 5):
         raise ValueError(f"root_level must be 2, 3, 4 or 5, got {root_level}")
+    _check_maxphyaddr(maxphyaddr)
     m = [[0] * 5, [0] * 5]
     if root_level == 2:
         # 4 KiB PDEs and PTEs of 32-bit paging have no reserved bits at all;
-        # a 4 MiB PDE reserves the bits between the PSE-36 address bits
-        # (16:13) and the 4 MiB frame address (31:22).
-        m[1][1] = bits(17, 21) if pse else 0
+        # without CR4.PSE bit 7 of a PDE is ignored, so neither has a 4 MiB
+        # PDE. With PSE-36 a 4 MiB PDE reserves the bits between the address
+        # bits 35:32 (held in 16:13) and the frame address (31:22); without
+        # it every bit from 13 to 21 is reserved.
+        if pse:
+            m[1][1] = bits(17, 21) if pse36 else bits(13, 21)
         return RsvdBitsValidate((tuple(m[0]), tuple(m[1])))
 
     # Physical-address bits the guest does not have: up to bit 62 in PAE
@@ -164,6 +187,7 @@ def reset_rsvds_bits_mask(
     if not nx:
         high |= PTE64.XD.bit
     gbpages_bit7 = 0 if gbpages else PTE64.PS.bit
+    # AMD reserves bit 8 (G in a leaf) in non-leaf PML4Es and PML5Es only.
     nonleaf_bit8 = PTE64.G.bit if amd else 0
 
     if root_level == 3:
@@ -180,7 +204,7 @@ def reset_rsvds_bits_mask(
         m[1][4] = m[0][4]
     m[0][3] = high | nonleaf_bit8 | PTE64.PS.bit  # PML4E: no 512 GiB pages
     m[1][3] = m[0][3]
-    m[0][2] = high | nonleaf_bit8 | gbpages_bit7  # PDPTE -> page directory
+    m[0][2] = high | gbpages_bit7  # PDPTE -> page directory (bit 8 free on AMD too)
     m[1][2] = high | gbpages_bit7 | bits(13, 29)  # 1 GiB page
     m[0][1] = high  # PDE -> page table
     m[1][1] = high | bits(13, 20)  # 2 MiB page
@@ -193,14 +217,16 @@ def reset_rsvds_bits_mask(
 def pdpte_rsvd_mask(maxphyaddr: int) -> int:
     """Reserved bits of a PAE PDPTE, checked when CR3 is loaded.
 
+    Bits 63:MAXPHYADDR, 8:5 and 2:1. The value equals ``rsvd_bits_mask[0][2]``
+    of the PAE masks, whatever EFER.NX is (bit 63 is reserved either way).
+
     KVM
     ---
-    ``arch/x86/kvm/x86.c`` (``load_pdptrs``) uses ``rsvd_bits_mask[0][2]`` of
-    the PAE masks, which does not depend on EFER.NXE.
+    ``arch/x86/kvm/x86.c``: ``load_pdptrs`` tests each present PDPTE against
+    ``pdptr_rsvd_bits``, which is ``reserved_gpa_bits`` with bits 8:5 and
+    2:1, not against the MMU's masks.
     """
-    return reset_rsvds_bits_mask(
-        root_level=3, maxphyaddr=maxphyaddr, nx=True, gbpages=True, pse=False
-    ).rsvd_bits_mask[0][2]
+    return pa_bits_rsvd(maxphyaddr) | bits(5, 8) | bits(1, 2)
 
 
 def _repeat_byte(b: int) -> int:
@@ -239,14 +265,28 @@ def reset_rsvds_bits_mask_ept(
     execonly : bool
         Whether execute-only entries (XWR = 100) are allowed.
     huge_page_level : int
-        Largest page level supported: 3 (1 GiB), 2 (2 MiB) or 1 (none).
+        Largest page level supported: 3 (1 GiB), 2 (2 MiB) or 1 (none); below
+        3, bit 7 of a PDPTE is reserved, below 2 that of a PDE too.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A MAXPHYADDR out of range, ``execonly`` not a bool, a level not 1-3.
 
     KVM
     ---
-    ``arch/x86/kvm/mmu/mmu.c``: ``__reset_rsvds_bits_mask_ept``.
+    ``arch/x86/kvm/mmu/mmu.c``: ``__reset_rsvds_bits_mask_ept``. For the
+    guest check (``reset_rsvds_bits_mask_ept``) KVM passes the guest's
+    ``reserved_gpa_bits`` and what L1's EPT capabilities allow
+    (``nested_ept_new_eptp``: ``ept_caps_to_lpage_level``); for the zero
+    checks, the host's bits and ``max_huge_page_level``. Older trees had no
+    ``huge_page_level`` and never reserved bit 7.
     """
     maxphyaddr = check_int("maxphyaddr", maxphyaddr)
+    execonly = check_bool("execonly", execonly)
     huge_page_level = check_int("huge_page_level", huge_page_level)
+    if huge_page_level not in (1, 2, 3):
+        raise ValueError(f"huge_page_level must be 1, 2 or 3, got {huge_page_level}")
     high = pa_bits_rsvd(maxphyaddr) & bits(0, 51)
     large_1g = EPTE.PS.bit if huge_page_level < 3 else 0
     large_2m = EPTE.PS.bit if huge_page_level < 2 else 0

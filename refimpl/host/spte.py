@@ -87,6 +87,7 @@ __all__ = [
     "x86_format",
     "tdp_shadow_zero_check",
     "shadow_zero_check_for",
+    "ept_shadow_zero_check",
     "make_spte",
     "make_nonleaf_spte",
     "make_mmio_spte",
@@ -428,39 +429,132 @@ def x86_format(*, phys_bits: int = 46, tdp: bool = True,
     )
 
 
-def tdp_shadow_zero_check(fmt: SpteFormat, root_level: int = 4) -> RsvdBitsValidate:
+def _with_me_bits(rsvd: RsvdBitsValidate, root_level: int, *, add: int, allow: int) -> RsvdBitsValidate:
+    """``rsvd`` with ``add`` reserved and then ``allow`` freed, at levels 1..``root_level``.
+
+    The loop ``for (i = root_level; --i >= 0;)`` of the two reset functions:
+    only the slots of levels the tables have change, in both bit-7 rows.
+    """
+    if not add and not allow:
+        return rsvd
+    rows = tuple(
+        tuple(((m | add) & ~allow) if i < root_level else m for i, m in enumerate(row))
+        for row in rsvd.rsvd_bits_mask
+    )
+    return RsvdBitsValidate(rows, rsvd.bad_mt_xwr)
+
+
+def tdp_shadow_zero_check(fmt: SpteFormat, root_level: int = 4, *, gbpages: bool = True,
+                          huge_page_level: int = 3) -> RsvdBitsValidate:
     """``shadow_zero_check`` of TDP tables: bits that must be 0 in SPTEs.
 
+    Parameters
+    ----------
+    fmt : SpteFormat
+        The host's format; ``fmt.name`` plays ``boot_cpu_is_amd()`` (KVM
+        asks whether ``shadow_x_mask`` is 0, i.e. whether the host has NPT
+        rather than EPT).
+    root_level : int
+        ``root_role.level`` of the TDP root (4 or 5; 3 for 32-bit NPT).
+    gbpages : bool
+        NPT: ``boot_cpu_has(X86_FEATURE_GBPAGES)``; without it bit 7 of a
+        PDPTE is reserved.
+    huge_page_level : int
+        EPT: ``max_huge_page_level`` (3 with 1 GiB EPT pages, else 2).
+
     KVM
     ---
-    ``reset_tdp_shadow_zero_bits_mask`` in ``arch/x86/kvm/mmu/mmu.c``: EPT
-    masks without execute-only (Intel), or the x86 masks with NX, 1 GiB
-    pages and AMD's reserved bit 8 (AMD), all with the host MAXPHYADDR.
+    ``reset_tdp_shadow_zero_bits_mask`` in ``arch/x86/kvm/mmu/mmu.c``. NPT:
+    ``__reset_rsvds_bits_mask`` with the host MAXPHYADDR (``reserved_hpa_bits``),
+    the root level, NX on, the host's GBPAGES, PSE off and the AMD bit 8 on.
+    EPT: ``__reset_rsvds_bits_mask_ept`` with the host MAXPHYADDR, execute-only
+    off and ``max_huge_page_level``. Then the memory-encryption bits
+    (``shadow_me_mask``) are freed at every level of the root. Older trees
+    (about v5.5) passed NX *off* and PSE on for NPT.
     """
-    root_level = check_int("root_level", root_level)
     check_instance("fmt", fmt, SpteFormat)
+    root_level = check_int("root_level", root_level)
+    if root_level not in (3, 4, 5):
+        raise ValueError(f"root_level must be 3, 4 or 5, got {root_level}")
     if fmt.name == "ept":
-        return reset_rsvds_bits_mask_ept(maxphyaddr=fmt.phys_bits, execonly=False)
-    return reset_rsvds_bits_mask(root_level=root_level, maxphyaddr=fmt.phys_bits,
-                                 nx=True, gbpages=True, pse=False, amd=True)
+        zero = reset_rsvds_bits_mask_ept(maxphyaddr=fmt.phys_bits, execonly=False,
+                                         huge_page_level=huge_page_level)
+    else:
+        zero = reset_rsvds_bits_mask(root_level=root_level, maxphyaddr=fmt.phys_bits,
+                                     nx=True, gbpages=gbpages, pse=False, amd=True)
+    return _with_me_bits(zero, root_level, add=0, allow=fmt.me_mask)
 
 
-def shadow_zero_check_for(fmt: SpteFormat, root_level: int) -> RsvdBitsValidate:
+def shadow_zero_check_for(fmt: SpteFormat, root_level: int, *, nx: bool = True,
+                          gbpages: bool = True, me_value: Optional[int] = None) -> RsvdBitsValidate:
     """``shadow_zero_check`` of shadow tables (root level 3, 4 or 5).
 
-    Shadow roots are always built with EFER.NX=1, so the mask does not
-    depend on the guest: one value per VM and root level.
+    Parameters
+    ----------
+    fmt : SpteFormat
+        An x86 format (shadow paging, or the shadow of L1's NPT tables).
+    root_level : int
+        ``root_role.level``: at least 3, since KVM never builds 2-level
+        shadow tables.
+    nx : bool
+        ``root_role.efer_nx``. The shadow MMU of an L1 guest forces it to 1
+        (``kvm_init_shadow_mmu``), so the default is True; the shadow of L1's
+        NPT tables takes L1's EFER.NX (``kvm_init_shadow_npt_mmu``).
+    gbpages : bool
+        The guest's governed GBPAGES feature (``guest_can_use``), not the
+        host's.
+    me_value : int or None
+        ``shadow_me_value``; None means ``fmt.me_mask`` (AMD's SME, where
+        ``svm_hardware_setup`` sets value and mask to the same C-bit).
 
     KVM
     ---
-    ``reset_shadow_zero_bits_mask`` in ``arch/x86/kvm/mmu/mmu.c``.
+    ``reset_shadow_zero_bits_mask`` in ``arch/x86/kvm/mmu/mmu.c``:
+    ``__reset_rsvds_bits_mask`` with the host MAXPHYADDR, the root level,
+    ``root_role.efer_nx``, the guest's GBPAGES, PSE off and the AMD bit 8
+    on; then, if ``shadow_me_mask`` is set, its bits are reserved and those
+    of ``shadow_me_value`` freed, at every level of the root.
     """
-    root_level = check_int("root_level", root_level)
     check_instance("fmt", fmt, SpteFormat)
+    root_level = check_int("root_level", root_level)
     if fmt.name != "x86":
         raise ValueError("fmt: shadow tables use the x86 format")
-    return reset_rsvds_bits_mask(root_level=root_level, maxphyaddr=fmt.phys_bits,
-                                 nx=True, gbpages=True, pse=False, amd=True)
+    if root_level not in (3, 4, 5):
+        raise ValueError(f"root_level must be 3, 4 or 5, got {root_level}")
+    me_value = fmt.me_mask if me_value is None else check_range("me_value", me_value, 0, 1 << 64)
+    if me_value & ~fmt.me_mask:
+        raise ValueError("me_value: shadow_me_value must be a subset of fmt.me_mask")
+    zero = reset_rsvds_bits_mask(root_level=root_level, maxphyaddr=fmt.phys_bits,
+                                 nx=nx, gbpages=gbpages, pse=False, amd=True)
+    if not fmt.me_mask:
+        return zero
+    return _with_me_bits(zero, root_level, add=fmt.me_mask, allow=me_value)
+
+
+def ept_shadow_zero_check(fmt: SpteFormat, *, execonly: bool,
+                          huge_page_level: int = 3) -> RsvdBitsValidate:
+    """``shadow_zero_check`` of the shadow of L1's EPT tables.
+
+    Parameters
+    ----------
+    fmt : SpteFormat
+        The host's EPT format.
+    execonly : bool
+        Whether L1 may use execute-only entries (L1's EPT capabilities).
+    huge_page_level : int
+        ``max_huge_page_level`` of the host.
+
+    KVM
+    ---
+    ``reset_ept_shadow_zero_bits_mask`` in ``arch/x86/kvm/mmu/mmu.c``:
+    ``__reset_rsvds_bits_mask_ept`` with the host MAXPHYADDR, L1's
+    execute-only and ``max_huge_page_level``; no memory-encryption step.
+    """
+    check_instance("fmt", fmt, SpteFormat)
+    if fmt.name != "ept":
+        raise ValueError("fmt: the shadow of L1's EPT uses the EPT format")
+    return reset_rsvds_bits_mask_ept(maxphyaddr=fmt.phys_bits, execonly=execonly,
+                                     huge_page_level=huge_page_level)
 
 
 @runtime_checkable

@@ -93,8 +93,8 @@ FACTS = (
          "kvm-x86/linux arch/x86/include/asm/kvm_host.h (stored)", True),
     # -- reserved_bits.md -----------------------------------------------------------------
     Fact("walks/rsvd-amd-bit8", "behaviour",
-         "__reset_rsvds_bits_mask reserves bit 8 of non-leaf PML4Es and PDPTEs when its "
-         "amd flag is set",
+         "__reset_rsvds_bits_mask reserves bit 8 of non-leaf PML4Es and PML5Es when its "
+         "amd flag is set (not of PDPTEs: corrected, see rsvd.amd-bit8)",
          "torvalds/linux arch/x86/kvm/mmu/mmu.c (stored)", True),
     Fact("walks/is_rsvd_bits_set-file", "file",
          "__is_rsvd_bits_set and __is_bad_mt_xwr are inline helpers in "
