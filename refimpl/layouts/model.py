@@ -91,7 +91,9 @@ class Host:
     tdp_enabled : bool
         EPT/NPT in use (``tdp_enabled``); otherwise shadow paging.
     vendor : str
-        ``"vmx"`` (Intel: TDP is EPT) or ``"svm"`` (AMD: TDP is NPT).
+        ``"vmx"`` (Intel: TDP is EPT) or ``"svm"`` (AMD: TDP is NPT). The
+        guest's CPUID vendor is taken to be the host's: it is what
+        ``guest_cpuid_is_amd_compatible`` reads for the guest's reserved bits.
     tdp_level : int
         Levels of KVM's TDP tables, 4 or 5 (``kvm_mmu_get_tdp_level``).
     ad_enabled : bool
@@ -101,7 +103,10 @@ class Host:
     guest_maxphyaddr : int
         Guest physical-address width (``reserved_gpa_bits``, from CPUID).
     gbpages : bool
-        1 GiB pages are offered to the guest.
+        The host has 1 GiB pages and offers them to the guest: it stands for
+        both ``boot_cpu_has(X86_FEATURE_GBPAGES)`` (the TDP zero checks) and
+        the guest's CPUID bit (the guest's reserved bits and the shadow zero
+        check); for EPT it also sets ``max_huge_page_level`` (1 GiB or 2 MiB).
     """
 
     tdp_enabled: bool = True
@@ -248,10 +253,11 @@ def tdp_shadow_zero_check(host: Host, level: int) -> Derived:
     if host.vendor == "vmx":
         return Derived("reset_tdp_shadow_zero_bits_mask", (
             ("format", "ept"), ("maxphyaddr", host.host_maxphyaddr),
-            ("level", level), ("execonly", False)))
+            ("level", level), ("execonly", False),
+            ("huge_page_level", 3 if host.gbpages else 2)))
     return Derived("reset_tdp_shadow_zero_bits_mask", (
         ("format", "x86"), ("maxphyaddr", host.host_maxphyaddr), ("level", level),
-        ("nx", 1), ("gbpages", True), ("pse", False)))
+        ("nx", 1), ("gbpages", host.gbpages), ("pse", False)))
 
 
 def shadow_zero_check_x86(host: Host, root_role: PageRole) -> Derived:
@@ -273,7 +279,7 @@ def ept_shadow_zero_check(host: Host, execonly: bool) -> Derived:
     check_instance("host", host, Host)
     return Derived("reset_ept_shadow_zero_bits_mask", (
         ("format", "ept"), ("maxphyaddr", host.host_maxphyaddr),
-        ("execonly", bool(execonly))))
+        ("execonly", bool(execonly)), ("huge_page_level", 3 if host.gbpages else 2)))
 
 
 def walker_name(role: CpuRole) -> str:
