@@ -418,6 +418,7 @@ class LegacyDirectMmu:
         (``kvm_mmu_slot_remove_write_access``), or with PML clear D on 4 KiB
         leaves (``kvm_mmu_slot_leaf_clear_dirty``) and clear W on huge ones.
         True if an SPTE changed."""
+        check_instance("slot", slot, Memslot)
         changed = False
         for sp, i, gfn, lvl in self._rmap_leaves(slot.as_id, slot.base_gfn, slot.end_gfn,
                                                  (1, 2, 3)):
@@ -450,6 +451,7 @@ class LegacyDirectMmu:
         ValueError
             ``strategy`` is ``IN_PLACE``.
         """
+        check_instance("slot", slot, Memslot)
         if strategy not in SUPPORTED_RECOVERY:
             raise ValueError(f"strategy: the legacy MMU cannot recover {strategy!r}")
         each = strategy is RecoveryStrategy.ZAP_EACH
