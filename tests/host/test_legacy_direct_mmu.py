@@ -368,3 +368,13 @@ def test_measures_match_the_hand_counts():
     assert (e.spte_writes, e.tlb_flushes) == (1028, 1026)
     # The emptied level-1 pages stay in the hash: nothing is freed.
     assert d.pages_freed == e.pages_freed == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mib", [1024, 4096])
+def test_logging_off_counts_hold_at_large_sizes(mib):
+    # The chapter's hand counts, at the sizes it leaves to this test.
+    small, huge = 256 * mib, mib // 2
+    d = measure_legacy_disable_dirty_logging(small)
+    assert (d.spte_writes, d.tlb_flushes, d.sptes_visited, d.page_faults, d.pages_freed) == (
+        small + 2 * huge, 1 + huge, small, huge, 0)
