@@ -202,37 +202,19 @@ class LegacyDirectMmu:
                  recovery: RecoveryStrategy = RecoveryStrategy.ZAP_BATCHED,
                  bugs: Iterable[str] = ()) -> None:
         bugs = check_bugs("bugs", bugs, BUGS)
-        host_max_level = check_int("host_max_level", host_max_level)
-        check_instance("kvm", kvm, Kvm)
-        if kind is None:
-            kind = tdp_kind(fmt if fmt is not None else ept_format(phys_bits=kvm.host.maxphyaddr))
-        if not isinstance(kind, MmuKind) or not kind.direct:
-            raise TypeError("kind must be a direct MmuKind (refimpl.host.kvm_mmu.tdp_kind)")
-        if kind.spte_format.phys_bits != kvm.host.maxphyaddr:
-            raise ValueError("kind: its format's phys_bits must equal the host's MAXPHYADDR")
-        if host_max_level not in (1, 2, 3):
-            raise ValueError(f"host_max_level must be 1, 2 or 3, got {host_max_level}")
         if eager_split:
             raise ValueError("eager_split: KVM splits huge pages eagerly only with the TDP MMU")
-        if not isinstance(recovery, RecoveryStrategy):
-            raise TypeError(f"recovery must be a RecoveryStrategy, got {recovery!r}")
-        if recovery not in SUPPORTED_RECOVERY:
+        if isinstance(recovery, RecoveryStrategy) and recovery not in SUPPORTED_RECOVERY:
             raise ValueError(f"recovery: the legacy MMU only zaps (ZAP_BATCHED, or ZAP_EACH "
                              f"with ranged flushes), not {recovery.name}")
-        self.kvm = kvm
-        self.kind = kind
-        self.fmt = kind.spte_format
-        self.host_max_level = host_max_level
-        self.zap_all_on_delete = bool(zap_all_on_delete)
-        self.eager_split = False
-        self.recovery = recovery
-        self.bugs = bugs
+        # The rest is the TDP MMU's own set-up: the kind and its checks, the
+        # host's page size, the memslot listener.
+        TdpMmu.__init__(self, kvm, kind, fmt=fmt, host_max_level=host_max_level,
+                        zap_all_on_delete=zap_all_on_delete, recovery=recovery, bugs=bugs)
         #: The VM's page hash, pages and rmaps: the shadow MMU's code.
-        self.arch = _ArchPages(kvm, self.fmt, kind.stats)
+        self.arch = _ArchPages(kvm, self.fmt, self.kind.stats)
         #: Every page by host frame (``sp_by_pfn``), as ``TdpMmu.pages``.
-        self.pages: dict[int, MmuPage] = self.arch.sp_by_pfn
-        self._roles: dict = {}
-        kvm.listeners.append(self)
+        self.pages = self.arch.sp_by_pfn
 
     # -- what the TDP MMU's functions give both implementations -------------
     # The CPU's side, the common fault steps and the memslot hooks: the
