@@ -210,7 +210,8 @@ class LegacyDirectMmu:
         # The rest is the TDP MMU's own set-up: the kind and its checks, the
         # host's page size, the memslot listener.
         TdpMmu.__init__(self, kvm, kind, fmt=fmt, host_max_level=host_max_level,
-                        zap_all_on_delete=zap_all_on_delete, recovery=recovery, bugs=bugs)
+                        zap_all_on_delete=zap_all_on_delete, recovery=recovery)
+        self.bugs = bugs
         #: The VM's page hash, pages and rmaps: the shadow MMU's code.
         self.arch = _ArchPages(kvm, self.fmt, self.kind.stats)
         #: Every page by host frame (``sp_by_pfn``), as ``TdpMmu.pages``.
