@@ -44,7 +44,7 @@ The steps every direct fault takes whichever MMU fills the tables
 MMU's half, and everything on the CPU's side (TLB, hardware walk, retry)
 are :class:`refimpl.host.tdp_mmu.TdpMmu`'s own functions, bound here
 unchanged. What is this module's own: ``direct_map`` and ``mmu_set_spte``
-(:meth:`LegacyDirectMmu._map`), the roots, and the rmap walks of dirty
+(``LegacyDirectMmu._map``), the roots, and the rmap walks of dirty
 logging and zapping.
 
 Deliberate simplifications: ``mmu_lock`` is taken for write on every fault

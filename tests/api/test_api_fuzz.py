@@ -72,11 +72,6 @@ NOT_FUZZED: dict[str, str] = {
     "refimpl.host.vm.MemslotListener.memslot_changed": "Protocol method stub",
     "refimpl.host.vm.MemslotListener.sync_dirty_log": "Protocol method stub",
     "refimpl.host.vm.MemslotListener.dirty_log_cleared": "Protocol method stub",
-    "refimpl.host.direct_mmu.DirectMmu": "typing.Protocol: an interface",
-    **{f"refimpl.host.direct_mmu.DirectMmu.{m}": "Protocol method stub" for m in (
-        "init_vcpu", "load", "unload", "page_fault", "hw_translate", "guest_access",
-        "zap_gfn_range", "invalidate_all_roots", "memslot_changed", "sync_dirty_log",
-        "dirty_log_cleared", "leaf_sptes")},
 }
 
 
