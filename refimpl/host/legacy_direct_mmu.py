@@ -71,10 +71,10 @@ from typing import Iterable, Optional
 
 from refimpl.errors import check_bugs, check_instance, check_int
 from refimpl.guest.memory import GuestMemory
-from refimpl.host.kvm_mmu import INVALID_ROOT, MmuKind, MmuStats, RootInfo, tdp_kind
+from refimpl.host.kvm_mmu import MmuKind, MmuStats, RootInfo, tdp_kind
 from refimpl.host.mmu_page import MmuPage
 from refimpl.host.outcomes import RetPf
-from refimpl.host.roles import ACC_ALL
+from refimpl.host.roles import ACC_ALL, PageRole
 from refimpl.host.shadow_mmu import ShadowMmu, kvm_mmu_child_role
 from refimpl.host.spte import (
     PT_WRITABLE_MASK,
@@ -229,6 +229,8 @@ class LegacyDirectMmu:
     init_vcpu = TdpMmu.init_vcpu
     _init_vcpu = TdpMmu._init_vcpu
     load = TdpMmu.load
+    _load = TdpMmu._load  # kvm_mmu_reload, with this MMU's get_root/put_root
+    unload = TdpMmu.unload
     walk = TdpMmu.walk
     _walk = TdpMmu._walk
     _iter_leaves = TdpMmu._iter_leaves
@@ -249,34 +251,32 @@ class LegacyDirectMmu:
     # Roots
     # ------------------------------------------------------------------
 
-    def _load(self, vcpu: Vcpu) -> MmuPage:
-        """``kvm_mmu_reload``: free an obsolete root, then ``mmu_alloc_direct_roots``."""
-        mmu = vcpu.mmu
-        if mmu is None or mmu.kind is not self.kind:
-            mmu = self._init_vcpu(vcpu)
-        role = self._root_role(vcpu)
-        if mmu.root.valid:
-            root = self.pages.get(mmu.root.hpa >> 12)
-            if root is not None and not root.invalid and root.role == role:
-                return root
-            self.arch._free_root(mmu.root)  # kvm_mmu_free_obsolete_roots
-            mmu.root = INVALID_ROOT
-        # mmu_alloc_root: the root page is looked up in the hash at gfn 0.
+    def get_root(self, role: PageRole) -> MmuPage:
+        """The root with this role, found in the hash at gfn 0 or created,
+        with one more reference (``mmu_alloc_root``).
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``role`` is not a direct role at the kind's root level.
+        """
+        check_instance("role", role, PageRole)
+        if not role.direct or role.level != self.kind.root_level or role.invalid:
+            raise ValueError(f"role: a valid direct role at level {self.kind.root_level} "
+                             f"is needed, got {role}")
         root = self.arch._get_shadow_page(None, 0, role)
         root.root_count += 1
-        mmu.root = RootInfo(root.hpa, 0)
-        mmu.root_role = role
         self._note_roots()
         return root
 
-    def unload(self, vcpu: Vcpu) -> None:
-        """Drop ``vcpu``'s root reference (``kvm_mmu_unload``)."""
-        self._check_vcpu(vcpu)
-        mmu = vcpu.mmu
-        if mmu is not None and mmu.root.valid:
-            self.arch._free_root(mmu.root)
-            mmu.root = INVALID_ROOT
-            self._note_roots()
+    def put_root(self, root: MmuPage) -> None:
+        """Drop a reference; an obsolete root is freed at zero, a valid one
+        stays in the hash for the next vCPU (``mmu_free_root_page``)."""
+        check_instance("root", root, MmuPage)
+        if root.root_count <= 0:
+            raise ValueError("root: reference count already zero")
+        self.arch._free_root(RootInfo(root.hpa, 0))
+        self._note_roots()
 
     def _note_roots(self) -> None:
         """Keep ``kind.roots`` listing the valid roots vCPUs hold (KVM has no
