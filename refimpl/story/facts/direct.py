@@ -39,7 +39,8 @@ FACTS = (
     Fact("direct.kvm_tdp_page_fault", "function",
          "kvm_tdp_page_fault calls kvm_tdp_mmu_page_fault when tdp_mmu_enabled (mmu_lock "
          "for read) and direct_page_fault otherwise (mmu_lock for write)",
-         f"{MMU_C} (kvm_tdp_page_fault; direct_page_fault) and mails quoting it", True),
+         f"{MMU_C}: kvm_tdp_page_fault, direct_page_fault (write_lock), "
+         "kvm_tdp_mmu_page_fault (read_lock)", True),
     Fact("direct.direct_map", "function",
          "direct_map walks the root with for_each_shadow_entry; at each level above the "
          "goal it calls kvm_mmu_get_child_sp(vcpu, sptep, gfn rounded to that level, "
