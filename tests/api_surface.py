@@ -264,6 +264,7 @@ GOOD_IN: dict[str, dict[str, object]] = {
     "refimpl.host.mmu": {"vcpu": _vcpu_vm},
     "refimpl.host.tlb": {"vcpu": _vcpu_vm},
     "refimpl.host.shadow_mmu": {"mode": lambda: PagingMode.LEVEL4},
+    "refimpl.host.legacy_direct_mmu": {"vcpu": _vcpu_vm, "npages": lambda: 512},
 }
 
 
@@ -290,8 +291,17 @@ def _shadow_mmu():
     return mmu
 
 
+def _legacy_direct_mmu():
+    from refimpl.host.kvm_mmu import tdp_kind
+    from refimpl.host.legacy_direct_mmu import LegacyDirectMmu
+    kvm = _kvm()
+    kvm.create_vcpu()
+    return LegacyDirectMmu(kvm, tdp_kind(_fmt()))
+
+
 INSTANCES: dict[str, object] = {
     "refimpl.host.tdp_mmu.TdpMmu": _tdp_mmu,
+    "refimpl.host.legacy_direct_mmu.LegacyDirectMmu": _legacy_direct_mmu,
     "refimpl.host.shadow_mmu.ShadowMmu": _shadow_mmu,
     "refimpl.host.vm.Kvm": _kvm,
     "refimpl.layouts.legacy.KvmVcpuArch": _legacy_vcpu,
@@ -349,6 +359,11 @@ GOOD_FOR_INSTANCE: dict[tuple[str, str], object] = {
     ("refimpl.host.tdp_mmu.TdpMmu", "slot"): lambda m: m.kvm.memslot(0),
     ("refimpl.host.tdp_mmu.TdpMmu", "root"): lambda m: m.load(m.kvm.vcpus[0]),
     ("refimpl.host.tdp_mmu.TdpMmu", "gpa"): lambda m: 0x3000,
+    ("refimpl.host.legacy_direct_mmu.LegacyDirectMmu", "vcpu"): lambda m: m.kvm.vcpus[0],
+    ("refimpl.host.legacy_direct_mmu.LegacyDirectMmu", "kvm"): lambda m: m.kvm,
+    ("refimpl.host.legacy_direct_mmu.LegacyDirectMmu", "slot"): lambda m: m.kvm.memslot(0),
+    ("refimpl.host.legacy_direct_mmu.LegacyDirectMmu", "root"): lambda m: m.load(m.kvm.vcpus[0]),
+    ("refimpl.host.legacy_direct_mmu.LegacyDirectMmu", "gpa"): lambda m: 0x3000,
     ("refimpl.host.shadow_mmu.ShadowMmu", "vc"): lambda m: m.vcpus[0],
     ("refimpl.host.shadow_mmu.ShadowMmu", "kvm"): lambda m: m.kvm,
     ("refimpl.host.shadow_mmu.ShadowMmu", "slot"): lambda m: m.kvm.memslot(0),

@@ -21,9 +21,13 @@ module imports only modules above it in this list, and never the other way;
 ``mmu``
     The public face of the above, plus the CPU's walk of KVM's tables and the
     remote TLB flush.
-``tdp_mmu``, ``shadow_mmu``, ``tdp12``
-    The three implementations that fill KVM's tables: the TDP MMU, the shadow
-    MMU, and the shadow of L1's EPT/NPT.
+``tdp_mmu``, ``shadow_mmu``, ``tdp12``, ``legacy_direct_mmu``
+    The implementations that fill KVM's tables: the TDP MMU, the shadow
+    MMU, the shadow of L1's EPT/NPT, and the legacy direct MMU (EPT/NPT
+    tables built with the shadow MMU's code, ``tdp_mmu=0``).
+``direct_mmu``
+    The direct kind's interface, and the choice between its two
+    implementations.
 ``nested_svm``
     L2's VMLOAD/VMSAVE (CVE-2021-3656).
 """

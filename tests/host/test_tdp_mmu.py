@@ -268,10 +268,11 @@ class TdpCoherence(RuleBasedStateMachine):
     PML = False
     checked_steps = 0  # invariant checks run, over all machines (for reports)
     KW: dict = {}
+    MAKE_VM = staticmethod(make_vm)  # the direct MMU under test (a factory)
 
     def __init__(self):
         super().__init__()
-        self.kvm, self.mmu = make_vm(self.FMT(), pml=self.PML, **self.KW)
+        self.kvm, self.mmu = self.MAKE_VM(self.FMT(), pml=self.PML, **self.KW)
         self.vcpus = [self.kvm.create_vcpu(), self.kvm.create_vcpu(),
                       self.kvm.create_vcpu(smm=True)]
         # The independent model: (as_id, id) -> [base, npages, host_pfn, ro, log]
