@@ -113,7 +113,9 @@ from refimpl.host.roles import (
 from refimpl.guest.tables import GuestPageTables
 from refimpl.host.shadow_mmu import ShadowMmu
 from refimpl.host.tdp12 import Tdp12Mmu, npt_access
-from refimpl.host.tdp_mmu import TdpMmu
+from refimpl.host.direct_mmu import make_direct_mmu
+from refimpl.host.legacy_direct_mmu import LegacyDirectMmu
+from refimpl.host.tdp_mmu import RecoveryStrategy, TdpMmu
 from refimpl.host.vm import HostMemory, Kvm, MemslotFlags
 from refimpl.fast.scalar import translate
 from refimpl.guest.walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, is_canonical
@@ -122,6 +124,7 @@ __all__ = [
     "EVENT_KINDS", "Event", "Workload", "Run", "Mismatch", "DifferentialReport",
     "generate", "workloads", "run", "differential", "first_difference",
     "cpu_state_from_role", "default_count", "wp_probe_workload",
+    "DIRECT_MMUS", "legacy_direct_mmu",
 ]
 
 EVENT_KINDS = (
@@ -925,11 +928,12 @@ def run(step, workload: Workload, *, direct_mmu=None) -> Run:
         Which layout (see :func:`refimpl.layouts.steps.get_step`). An instance is
         used as given (it must be fresh).
     workload : Workload
-    direct_mmu : callable or None
+    direct_mmu : callable, str or None
         Makes the VM's direct MMU, the implementation of the direct kind
         that serves direct roots: called as ``direct_mmu(kvm,
         host_max_level=1, recovery=strategy)`` with the
-        :class:`refimpl.host.vm.Kvm` of the run. Default
+        :class:`refimpl.host.vm.Kvm` of the run, or a name in
+        :data:`DIRECT_MMUS` (``"tdp_mmu"``, ``"legacy"``). Default
         :class:`refimpl.host.tdp_mmu.TdpMmu`.
 
     Returns
@@ -986,12 +990,36 @@ def run(step, workload: Workload, *, direct_mmu=None) -> Run:
     return Run(outcomes, world.internal, dict(layout.stats), error)
 
 
+def legacy_direct_mmu(kvm: Kvm, *, recovery: RecoveryStrategy = RecoveryStrategy.ZAP_BATCHED,
+                      **kw) -> LegacyDirectMmu:
+    """The legacy direct MMU (``tdp_mmu=0``) as the VM's direct kind.
+
+    The layout's huge-page recovery describes the TDP MMU; the legacy MMU
+    has no in-place recovery (disabling dirty logging zaps collapsible SPTEs
+    through the rmaps, ``kvm_rmap_zap_collapsible_sptes``), so
+    ``RecoveryStrategy.IN_PLACE`` becomes ``ZAP_BATCHED``. Other keywords go
+    to :func:`refimpl.host.direct_mmu.make_direct_mmu`.
+    """
+    if recovery is RecoveryStrategy.IN_PLACE:
+        recovery = RecoveryStrategy.ZAP_BATCHED
+    return make_direct_mmu(kvm, tdp_mmu=False, recovery=recovery, **kw)
+
+
+#: The implementations of the direct kind, by name (``direct_mmu=`` accepts a name).
+DIRECT_MMUS = {"tdp_mmu": TdpMmu, "legacy": legacy_direct_mmu}
+
+
 def _check_direct_mmu(direct_mmu):
     if direct_mmu is None:
         return TdpMmu
+    if isinstance(direct_mmu, str):
+        if direct_mmu not in DIRECT_MMUS:
+            raise ValueError(f"direct_mmu: unknown name {direct_mmu!r}; "
+                             f"expected one of {sorted(DIRECT_MMUS)}")
+        return DIRECT_MMUS[direct_mmu]
     if not callable(direct_mmu):
         raise TypeError(f"direct_mmu must be a callable that makes a direct MMU from a Kvm, "
-                        f"got {direct_mmu!r}")
+                        f"or a name in {sorted(DIRECT_MMUS)}, got {direct_mmu!r}")
     return direct_mmu
 
 
@@ -1136,9 +1164,10 @@ def differential(step, n: Optional[int] = None, *, first_seed: int = 0,
         ``(first_seed, n)`` and cached).
     max_mismatches : int
         Stop after this many disagreeing workloads (>= 1).
-    direct_mmu : callable or None
+    direct_mmu : callable, str or None
         The implementation of the direct kind both runs use (see
-        :func:`run`; default the TDP MMU).
+        :func:`run`; default the TDP MMU; ``"legacy"`` for the legacy
+        direct MMU).
 
     Returns
     -------
@@ -1149,7 +1178,7 @@ def differential(step, n: Optional[int] = None, *, first_seed: int = 0,
     TypeError, ValueError
         Unknown step or reference, ``n``, ``first_seed`` or
         ``max_mismatches`` of the wrong type or out of range, ``direct_mmu``
-        not callable.
+        neither callable nor a name in :data:`DIRECT_MMUS`.
     """
     from refimpl.layouts.steps import get_step
     direct_mmu = _check_direct_mmu(direct_mmu)

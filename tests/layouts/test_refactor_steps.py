@@ -193,16 +193,16 @@ def test_cr0_wp_rule_of_step0_and_of_the_last_step():
 # ---------------------------------------------------------------------------
 
 
-DIRECT_MMUS = {"tdp_mmu": None}
-"""The implementations of the direct kind the differential runs each step with
-(None: :class:`refimpl.host.tdp_mmu.TdpMmu`); a second one is one more entry."""
+DIRECT_MMUS = {"tdp_mmu": TdpMmu, "legacy": W.legacy_direct_mmu}
+"""The implementations of the direct kind the differential runs each step with:
+the TDP MMU and the legacy direct MMU (``tdp_mmu=0``)."""
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("direct", sorted(DIRECT_MMUS))
 @pytest.mark.parametrize("step", STEPS[1:], ids=lambda s: s.name)
 def test_every_step_keeps_every_outcome(step, direct):
-    factory = DIRECT_MMUS[direct] or TdpMmu
+    factory = DIRECT_MMUS[direct]
     # the reference itself ran to the end (two runs that fail alike agree)
     _, outcomes, _ = W._reference(0, N, factory)
     assert all(out[-1][0] != "error" for out in outcomes)
