@@ -565,3 +565,54 @@ def test_eptp_format_change_gets_a_root_of_the_new_role():
     assert mmu.sp_by_pfn[vc.mmu.root.hpa >> 12].role.ad_disabled == 0
     mmu.set_eptp(vc, EPTP_A)                     # back: the cached root again
     assert vc.mmu.root.hpa == old.hpa
+
+
+# ---------------------------------------------------------------------------
+# A/D bits off, and prefetching onto a shadowed table
+# ---------------------------------------------------------------------------
+
+
+def test_ept_without_ad_bits_builds_ad_disabled_sptes():
+    # kvm_mmu_get_tdp_root / kvm_calc_tdp_mmu_root_page_role: role.ad_disabled
+    # = !kvm_ad_enabled; make_spte then sets the A/D type SPTE_TDP_AD_DISABLED
+    # (1 in bits 53:52), and the SPTE relies on access tracking instead.
+    host = HostMemory(16384, backed_frames=512, maxphyaddr=46)
+    kvm = Kvm(host)
+    mmu = TdpMmu(kvm, tdp_kind(ept_format(phys_bits=46, has_ad_bits=False)))
+    v = kvm.create_vcpu()
+    kvm.add_memslot(0, 0, 16)
+    mmu.guest_access(v, 0x1000, ACCESS_WRITE)
+    assert mmu.load(v).role.ad_disabled == 1
+    (leaf,) = mmu.leaf_sptes()
+    assert (leaf.spte >> 52) & 3 == 1
+
+
+def test_prefetch_never_unsyncs_a_shadowed_page_table():
+    # FNAME(pte_prefetch) -> mmu_set_spte(prefetch) -> make_spte ->
+    # mmu_try_to_unsync_pages returns -EEXIST for a prefetch: the neighbour
+    # that maps a shadowed page table as data is installed read-only and
+    # that table's SP stays in sync.
+    kvm, mem, pt, mmu = new_vm()
+    a, other = 0x40_0000, 0x80_0000
+    t = pt.map(a, DATA, leaf=P | W | A | D)[1] >> 12                   # a's PT
+    t2 = pt.map(other, DATA + 0x3000, leaf=P | W | A | D)[1] >> 12   # other's PT
+    pt.map(a + 0x1000, t2 << 12, leaf=P | W | A | D)                   # a's neighbour
+    vc = mmu.add_vcpu(regs(PagingMode.LEVEL4, cr3=pt.cr3))
+    mmu.access(vc, other, 0)                     # t2 gets a level-1 SP
+    mmu.access(vc, a, 0)                         # prefetches a + 0x1000
+    assert mmu.stats["prefetched"] >= 1
+    (t2_sp,) = [sp for sp in mmu.shadow_pages() if sp.gfn == t2 and sp.role.level == 1]
+    assert not t2_sp.unsync
+    (sp_a,) = [sp for sp in mmu.shadow_pages() if sp.gfn == t and sp.role.level == 1]
+    assert sp_a.spt[1] & 1 and not is_writable_pte(sp_a.spt[1])
+
+
+def test_ept02_leaves_ad_bits_alone_when_eptp12_has_them_off():
+    # kvm_calc_shadow_ept_root_page_role: ad_disabled = !accessed_dirty;
+    # construct_eptp enables EPT A/D for EPT02 only if EPTP12 does, so the
+    # CPU's walk sets no A/D bit in EPT02 (EPT A is bit 8, D bit 9).
+    kvm, mem, mmu = world()
+    vc = mmu.add_vcpu(EPTP_A)                    # A/D off in EPTP12
+    assert mmu.access(vc, 0x3123, ACCESS_WRITE).path == "hardware"
+    for sp, i, spte in mmu.leaf_sptes():
+        assert not spte & (1 << 8) and not spte & (1 << 9)
