@@ -616,3 +616,22 @@ def test_ept02_leaves_ad_bits_alone_when_eptp12_has_them_off():
     assert mmu.access(vc, 0x3123, ACCESS_WRITE).path == "hardware"
     for sp, i, spte in mmu.leaf_sptes():
         assert not spte & (1 << 8) and not spte & (1 << 9)
+
+
+def test_eager_split_of_a_1g_page_goes_through_2m_children():
+    # kvm_tdp_mmu_try_split_huge_pages splits top-down: a 1 GiB SPTE becomes
+    # 512 2 MiB SPTEs (make_small_spte at level 2: frame + i * 512), each of
+    # which becomes 512 4 KiB SPTEs.
+    host = HostMemory(1 << 20, backed_frames=1024, maxphyaddr=46)
+    kvm = Kvm(host)
+    mmu = TdpMmu(kvm, tdp_kind(ept_format(phys_bits=46)), eager_split=True)
+    v = kvm.create_vcpu()
+    slot = kvm.add_memslot(0, 0, 1 << 18)        # 1 GiB, congruent frames
+    mmu.guest_access(v, 0x12345000)
+    assert [(leaf.level, leaf.gfn) for leaf in mmu.leaf_sptes()] == [(3, 0)]
+    kvm.enable_dirty_logging(0)
+    root = mmu.load(v)
+    for gfn in (0, 0x12345, (1 << 18) - 1):
+        level, _, spte = mmu.walk(root, gfn)[-1]
+        assert level == 1 and spte_to_pfn(spte) == slot.host_pfn + gfn
+    assert mmu.guest_access(v, 0x12345008).hpa == ((slot.host_pfn + 0x12345) << 12) | 8
