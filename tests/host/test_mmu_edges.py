@@ -189,6 +189,23 @@ def test_pml_write_protects_huge_pages_so_their_writes_are_logged():
     assert 5 in kvm.peek_dirty_log(0)
 
 
+def test_pml_write_through_a_clean_tlb_entry_is_logged():
+    # A write through a TLB entry whose D bit is clear is not completed from
+    # the TLB: the processor walks to set D, and with PML logs the GPA
+    # (SDM Vol. 3C, "Page-Modification Logging"). After the log is read
+    # (D cleared, TLBs flushed), a read caches a clean entry; the next
+    # write must still be logged.
+    kvm, mmu, v = tdp_vm(pml=True)
+    kvm.add_memslot(0, 0, 16)
+    kvm.enable_dirty_logging(0)
+    mmu.guest_access(v, 0x3000, ACCESS_WRITE)
+    assert kvm.get_dirty_log(0) == {3}
+    assert mmu.guest_access(v, 0x3000).faults == 0
+    assert kvm.peek_dirty_log(0) == frozenset()
+    r = mmu.guest_access(v, 0x3000, ACCESS_WRITE)
+    assert r.faults == 0 and kvm.peek_dirty_log(0) == {3}
+
+
 def test_replacing_a_huge_spte_by_a_table_flushes():
     # kvm_tdp_mmu_map: a huge SPTE above the goal level is zapped with
     # tdp_mmu_zap_spte_atomic, which flushes the TLBs for its range, before
