@@ -631,7 +631,10 @@ def test_ept02_leaves_ad_bits_alone_when_eptp12_has_them_off():
     kvm, mem, mmu = world()
     vc = mmu.add_vcpu(EPTP_A)                    # A/D off in EPTP12
     assert mmu.access(vc, 0x3123, ACCESS_WRITE).path == "hardware"
-    for sp, i, spte in mmu.leaf_sptes():
+    # The CPU writes A/D into the tables in host memory (not into the MMU's
+    # bookkeeping copy of the SPTEs): read them there.
+    for sp, i, _ in mmu.leaf_sptes():
+        spte = mmu.host.read64(sp.hpa + 8 * i)
         assert not spte & (1 << 8) and not spte & (1 << 9)
 
 
