@@ -100,3 +100,11 @@ def test_guard_refuses_a_refimpl_from_elsewhere(tmp_path, monkeypatch):
         guard.pytest_sessionstart(None)
     monkeypatch.setenv("MUTANT_COPY", str(Path(refimpl.__file__).resolve().parent.parent))
     guard.pytest_sessionstart(None)
+
+
+def test_equivalent_mutants_are_declared_with_a_reason():
+    from mutants import equivalents
+    declared = equivalents()
+    ids = {i for i, _ in CATALOGUE}
+    assert declared and set(declared) <= ids
+    assert all(len(why) > 40 for why in declared.values())

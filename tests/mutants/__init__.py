@@ -8,6 +8,11 @@ applies them one at a time to a copy of the repository and runs the fast
 MMU tests against each: a mutant that no test notices *survives*, and shows
 a rule the tests do not pin down.
 
+A catalogue may also define ``EQUIVALENT``, a dict from a mutant's 1-based
+index to the reason no test can catch it: a mutant whose change the rest
+of the model makes invisible (a check that another check already implies).
+The runner reports such a survivor as *equivalent*, not as a failure.
+
 ``tests/test_mutants.py`` keeps the catalogues from rotting: every mutant
 must still apply exactly once, and the mutated file must still compile.
 """
@@ -18,7 +23,8 @@ import importlib.util
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["Mutant", "CATALOGUE_DIR", "REPO_ROOT", "apply", "catalogue_files", "changed_lines", "load"]
+__all__ = ["Mutant", "CATALOGUE_DIR", "REPO_ROOT", "apply", "catalogue_files", "changed_lines",
+           "equivalents", "load"]
 
 CATALOGUE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = CATALOGUE_DIR.parent.parent
@@ -87,6 +93,37 @@ def catalogue_files(directory: Path = CATALOGUE_DIR) -> list[Path]:
     return sorted(Path(directory).glob("m_*.py"))
 
 
+def _module(path: Path):
+    spec = importlib.util.spec_from_file_location(f"_mutant_catalogue_{path.stem[2:]}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def equivalents(directory: Path = CATALOGUE_DIR) -> dict[str, str]:
+    """``{id: reason}`` for the mutants the catalogues declare equivalent.
+
+    Raises
+    ------
+    ValueError
+        ``EQUIVALENT`` is not a dict from a valid 1-based index to a reason.
+    """
+    out: dict[str, str] = {}
+    for path in catalogue_files(directory):
+        module = _module(path)
+        declared = getattr(module, "EQUIVALENT", {})
+        n = len(getattr(module, "MUTANTS", ()))
+        if not isinstance(declared, dict):
+            raise ValueError(f"{path.name}: EQUIVALENT must be a dict of index -> reason")
+        for k, why in declared.items():
+            if not isinstance(k, int) or not 1 <= k <= n or not isinstance(why, str) or not why:
+                raise ValueError(f"{path.name}: EQUIVALENT entry {k!r} names no mutant or "
+                                 f"gives no reason")
+            out[f"{path.stem[2:]}.{k}"] = why
+    return out
+
+
 def load(directory: Path = CATALOGUE_DIR) -> list[tuple[str, Mutant]]:
     """Every mutant of every catalogue, as ``(id, mutant)``.
 
@@ -101,10 +138,7 @@ def load(directory: Path = CATALOGUE_DIR) -> list[tuple[str, Mutant]]:
     out: list[tuple[str, Mutant]] = []
     for path in catalogue_files(directory):
         name = path.stem[2:]
-        spec = importlib.util.spec_from_file_location(f"_mutant_catalogue_{name}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = _module(path)
         mutants = getattr(module, "MUTANTS", None)
         if not isinstance(mutants, tuple):
             raise ValueError(f"{path.name}: MUTANTS must be a tuple of Mutant")

@@ -15,3 +15,10 @@ MUTANTS = (
            "        return len(self.unsync_child_bitmap) - 1 if self.unsync_child_bitmap else 0",
            "unsync_children counts one fewer than the bits set in the bitmap."),
 )
+
+#: Survivors no test can catch, and why (see ``tests/mutants/__init__.py``).
+EQUIVALENT = {
+    1: "No shadow page of the model is passthrough: the shadow MMU clears passthrough in "
+       "every child role and builds its roots with calc_shadow_root_role, which never sets "
+       "it (only the nested NPT role of a 5-level host does, and no MMU here uses it).",
+}

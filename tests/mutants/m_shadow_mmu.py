@@ -71,3 +71,14 @@ MUTANTS = (
            "        self._free_roots(vc, current=True, previous=False)\n        vc.cpu = vc.vcpu.cpu = cpu",
            "A control-register role change frees the current root but keeps prev_roots."),
 )
+
+#: Survivors no test can catch, and why (see ``tests/mutants/__init__.py``).
+EQUIVALENT = {
+    10: "Every role change frees all previous roots (kvm_mmu_reset_context, pinned by "
+        "shadow_mmu.21's test), and for EPT02 the pgd is the EPTP, which fixes the role: a "
+        "cached root with the right pgd always has the current role, so the role check "
+        "is a second guard that never decides.",
+    17: "A user write reaches the CR0.WP=0 fix-up only after the guest walk allowed it, and "
+        "the walk allows a user write only through entries that all have W, so pte_access "
+        "already has ACC_WRITE and the fix-up's condition is false either way.",
+}

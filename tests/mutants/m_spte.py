@@ -33,3 +33,9 @@ MUTANTS = (
            "    spte |= fmt.x_mask | fmt.me_mask\n",
            "A non-leaf SPTE without the user (EPT: read) bit."),
 )
+
+#: Survivors no test can catch, and why (see ``tests/mutants/__init__.py``).
+EQUIVALENT = {
+    5: "A prefetched SPTE goes through mark_spte_for_access_track (step 8), which clears A "
+       "again when A/D bits are enabled; with A/D disabled there is no A bit to set.",
+}

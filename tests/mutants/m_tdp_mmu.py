@@ -60,3 +60,11 @@ MUTANTS = (
            "make_small_spte(fmt, e, 1, i)",
            "Eager splitting builds 4 KiB children for a 1 GiB page (wrong child level)."),
 )
+
+#: Survivors no test can catch, and why (see ``tests/mutants/__init__.py``).
+EQUIVALENT = {
+    13: "role.invalid is a bit of the role word, so an invalidated root's word never equals "
+        "a wanted role's (invalid=0): the explicit check is implied by the word compare.",
+    14: "PageRole equality compares role.invalid too, so an invalidated root never equals the "
+        "vCPU's current role: the explicit check is implied by the role compare.",
+}

@@ -16,8 +16,10 @@ MMU tests with the copy as working directory and first on ``PYTHONPATH``.
 A guard plugin (:mod:`mutants.guard`) stops the run unless ``refimpl`` is
 imported from the copy. A failing test *kills* the mutant; a passing run
 means it *survived*; anything else (a collection error, the guard, a
-timeout) is reported as such. The table is printed at the end, and the exit
-status is 1 if any mutant survived or errored.
+timeout) is reported as such. A survivor its catalogue declares
+``EQUIVALENT`` (no test can catch it; the catalogue says why) is reported as
+*equivalent*. The table is printed at the end, and the exit status is 1 if
+any other mutant survived, or any errored.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from mutants import REPO_ROOT, Mutant, apply, load  # noqa: E402
+from mutants import REPO_ROOT, Mutant, apply, equivalents, load  # noqa: E402
 
 #: What pytest needs from the repository.
 COPIED = ("refimpl", "tests", "conftest.py", "pyproject.toml")
@@ -61,7 +63,7 @@ class Outcome:
     id: str
     path: str
     why: str
-    status: str          # "killed", "survived", "timeout", "error"
+    status: str          # "killed", "survived", "equivalent", "timeout", "error"
     seconds: float
     detail: str          # the first failing test, or the error
 
@@ -139,7 +141,7 @@ def table(outcomes: list[Outcome]) -> str:
     for o in outcomes:
         lines.append(f"| {o.id} | {o.path} | {o.status} | {o.seconds:.1f} | {o.detail} |")
     counts = {s: sum(o.status == s for o in outcomes)
-              for s in ("killed", "survived", "timeout", "error")}
+              for s in ("killed", "survived", "equivalent", "timeout", "error")}
     lines.append("")
     lines.append(", ".join(f"{k}: {v}" for k, v in counts.items()))
     return "\n".join(lines)
@@ -156,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="test paths (default: the fast MMU tests)")
     args = ap.parse_args(argv)
     chosen = [(i, m) for i, m in load() if args.only in i or args.only in m.path]
+    equivalent = equivalents()
     if args.list:
         for i, m in chosen:
             print(f"{i:16} {m.path:30} {m.why}")
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     def one(item):
         i, m = item
         o = run_one(i, m, tests=tuple(args.tests), pytest_args=pytest_args)
+        if o.status == "survived" and i in equivalent:
+            o.status, o.detail = "equivalent", equivalent[i]
         print(f"{o.id:16} {o.status:9} {o.seconds:6.1f} s  {o.detail}", flush=True)
         return o
 
@@ -185,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(
             {"wall_seconds": round(wall, 1), "outcomes": [asdict(o) for o in outcomes]},
             indent=1) + "\n", encoding="utf-8")
-    return 0 if all(o.status in ("killed", "timeout") for o in outcomes) else 1
+    return 0 if all(o.status in ("killed", "equivalent", "timeout") for o in outcomes) else 1
 
 
 if __name__ == "__main__":
