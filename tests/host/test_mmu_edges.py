@@ -23,7 +23,8 @@ from host.test_shadow_mmu import (
 )
 from host.test_tdp12 import AD, EPTP_A, EPTP_B, world
 from refimpl.guest.cpu import PagingMode
-from refimpl.guest.walker import ACCESS_WRITE
+from refimpl.guest.tables import GuestPageTables
+from refimpl.guest.walker import ACCESS_USER, ACCESS_WRITE
 from refimpl.host.kvm_mmu import tdp_kind
 from refimpl.host.spte import (
     PT_PAGE_SIZE_MASK, ept_format, get_mmio_spte_generation, is_mmio_spte, is_mmu_writable_spte,
@@ -457,7 +458,6 @@ def test_cr0_wp0_fixup_is_for_supervisor_writes_only():
     gva = 0x40_0000
     pt.map(gva, DATA, leaf=P | U | A | D)
     vc = mmu.add_vcpu(regs(PagingMode.LEVEL4, wp=False, cr3=pt.cr3))
-    from refimpl.guest.walker import ACCESS_USER
     r = mmu.access(vc, gva, ACCESS_USER | ACCESS_WRITE)
     assert r.fault is not None and r.fault.error_code == P | W | U
     assert mmu.access(vc, gva, ACCESS_WRITE).ok
@@ -540,7 +540,6 @@ def test_role_change_frees_every_previous_root():
     # kvm_mmu_reset_context -> kvm_mmu_unload -> kvm_mmu_free_roots with
     # KVM_MMU_ROOTS_ALL: a CR0.WP toggle leaves no previous root behind.
     kvm, mem, pt, mmu = new_vm()
-    from refimpl.guest.tables import GuestPageTables
     pt2 = GuestPageTables(mem, PagingMode.LEVEL4, 0x180)
     pt.map(0x40_0000, DATA, leaf=P | A)
     pt2.map(0x40_0000, DATA + 0x1000, leaf=P | A)
