@@ -741,7 +741,12 @@ class TdpMmu:
                 self.zap_gfn_range(old.base_gfn, old.end_gfn, old.as_id)
         elif kind is MemslotChangeKind.FLAGS_ONLY:
             assert change.old is not None and change.new is not None
-            if change.new.dirty_logging and not change.old.dirty_logging:
+            if change.new.readonly:
+                # kvm_mmu_slot_apply_flags returns at once for a read-only
+                # slot: it cannot be dirtied, so nothing to protect or split,
+                # and nothing to recover when logging stops.
+                pass
+            elif change.new.dirty_logging and not change.old.dirty_logging:
                 self.start_dirty_logging(change.new)
             elif change.old.dirty_logging and not change.new.dirty_logging:
                 self.recover_huge_pages(change.new, self.recovery)

@@ -691,10 +691,15 @@ class ShadowMachine(RuleBasedStateMachine):
         # never get A bits, which would be reserved bits at the next CR3 load.)
         pool = self._writable_tables() if mode is PagingMode.PAE else [
             POOLS[mode] + k for k in range(POOL_TABLES)]
-        kind = data.draw(st.sampled_from(["table", "table", "data", "large", "mmio", "zero"]))
+        # "own": one of the guest's own tables, present, writable and dirty,
+        # so that at level 1 the guest maps (and may then write) its page
+        # tables as data: write tracking and unsync at work.
+        kind = data.draw(st.sampled_from(["table", "table", "data", "own", "large", "mmio", "zero"]))
         flags = data.draw(st.integers(0, 0x7F)) | (P if data.draw(st.integers(0, 4)) else 0)
         flags &= ~PS
-        if kind == "table":
+        if kind == "own":
+            value = (data.draw(st.sampled_from(pool)) << 12) | (flags & U) | P | W | A | D
+        elif kind == "table":
             value = (data.draw(st.sampled_from(pool)) << 12) | flags
         elif kind == "data":
             value = (data.draw(st.sampled_from([0x200, 0x201, 0x206, 0x3FF])) << 12) | flags

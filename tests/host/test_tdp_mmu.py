@@ -257,8 +257,17 @@ def test_bad_gpa_is_misuse():
 
 SLOT_IDS = st.integers(0, 3)
 GFNS = st.integers(0, GUEST_FRAMES - 1)
-SIZES = st.sampled_from([1, 3, 16, 200, 511, 512, 513, 1024, 1536])
-BASES = st.one_of(st.integers(0, 15).map(lambda i: i * 256), st.integers(0, GUEST_FRAMES - 1))
+# Sizes and bases lean to the edges where huge pages are decided: slots
+# that end one page short of (or one past) a 2 MiB boundary, and bases one
+# page either side of one (kvm_alloc_memslot_metadata's disallow_lpage).
+SIZES = st.sampled_from([1, 3, 16, 200, 511, 512, 513, 1023, 1024, 1025, 1536])
+BASES = st.one_of(st.integers(0, 15).map(lambda i: i * 256),
+                  st.integers(1, 7).map(lambda i: i * 512 - 1),
+                  st.integers(0, 7).map(lambda i: i * 512 + 1),
+                  st.integers(0, GUEST_FRAMES - 1))
+# Where an access lands in a slot: anywhere, its first or last page, or the
+# pages either side of a 2 MiB boundary inside it.
+EDGES = st.sampled_from(["any", "any", "first", "last", "below_2m", "at_2m"])
 
 
 class TdpCoherence(RuleBasedStateMachine):
@@ -367,13 +376,17 @@ class TdpCoherence(RuleBasedStateMachine):
     # -- accesses ------------------------------------------------------------
 
     @rule(v=st.integers(0, 2), gfn=GFNS, off=st.integers(0, 4095),
-          kind=st.sampled_from([0, ACCESS_WRITE, ACCESS_FETCH]), near=st.booleans())
-    def access(self, v, gfn, off, kind, near):
+          kind=st.sampled_from([0, ACCESS_WRITE, ACCESS_FETCH]), near=st.booleans(),
+          edge=EDGES)
+    def access(self, v, gfn, off, kind, near, edge):
         vcpu = self.vcpus[v]
-        if near and self.slots:  # bias towards mapped memory
+        if near and self.slots:  # bias towards mapped memory, and its edges
             (a, _), (base, n, *_r) = sorted(self.slots.items())[gfn % len(self.slots)]
             if a == vcpu.as_id:
-                gfn = base + gfn % n
+                boundary = (base + n - 1) & ~511  # the last 2 MiB boundary in reach
+                gfn = {"first": base, "last": base + n - 1,
+                       "below_2m": max(base, boundary - 1),
+                       "at_2m": boundary if boundary >= base else base}.get(edge, base + gfn % n)
         r = self.mmu.guest_access(vcpu, (gfn << 12) | off, kind)
         hit = self.model_lookup(vcpu.as_id, gfn)
         if hit is None or (kind == ACCESS_WRITE and hit[3]):
