@@ -6,17 +6,7 @@ Each must be caught by the fast (not slow) tests of
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-
-# The mutants runner owns the shared ``Mutant`` type (tests/mutants/__init__.py);
-# this is the same NamedTuple, defined here until the two are merged.
-class Mutant(NamedTuple):
-    path: str
-    old: str
-    new: str
-    why: str
-
+from mutants import Mutant
 
 PATH = "refimpl/host/legacy_direct_mmu.py"
 

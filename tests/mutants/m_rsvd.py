@@ -7,16 +7,7 @@ first is what KVM itself did until 2020. ``tests/guest/test_rsvd_masks.py``
 and ``tests/host/test_spte_zero_masks.py`` kill every one.
 """
 
-from typing import NamedTuple
-
-try:  # the shared type (tests/mutants/__init__.py), once the branches are merged
-    from mutants import Mutant
-except ImportError:  # this branch alone: the same NamedTuple, unified at merge time
-    class Mutant(NamedTuple):
-        path: str
-        old: str
-        new: str
-        why: str
+from mutants import Mutant
 
 R = "refimpl/guest/rsvd.py"
 S = "refimpl/host/spte.py"

@@ -50,6 +50,7 @@ COPIED = ("refimpl", "tests", "conftest.py", "pyproject.toml")
 FAST_TESTS = (
     "tests/host",
     "tests/test_bugs_replayed.py",
+    "tests/guest/test_rsvd_masks.py",
 )
 
 #: Seconds before a run is stopped (a mutant that loops is killed by it).
