@@ -140,8 +140,32 @@ def test_the_direct_kind_is_a_parameter():
     assert rep.ok and len(made) > 1
     with pytest.raises(TypeError, match="direct_mmu"):
         W.run("legacy", wl, direct_mmu=42)
-    with pytest.raises(TypeError, match="direct_mmu"):
+    with pytest.raises(ValueError, match="direct_mmu: unknown name 'tdp'"):
         W.differential("legacy", 1, direct_mmu="tdp")
+
+
+def test_the_legacy_direct_mmu_serves_the_direct_roots_by_name():
+    # a run with direct_mmu="legacy" is served by a LegacyDirectMmu: its page
+    # hash holds the direct pages the run's hardware accesses built
+    from refimpl.host.legacy_direct_mmu import LegacyDirectMmu
+    seen = []
+    real = W.DIRECT_MMUS["legacy"]
+
+    def spy(kvm, **kw):
+        mmu = real(kvm, **kw)
+        seen.append(mmu)
+        return mmu
+
+    wl = next(w for w in W.workloads(20) if w.host.tdp_enabled
+              and any(e.kind == "hw_access" for e in w.events))
+    W.DIRECT_MMUS["legacy"] = spy
+    try:
+        by_name = W.run("legacy", wl, direct_mmu="legacy")
+    finally:
+        W.DIRECT_MMUS["legacy"] = real
+    assert len(seen) == 1 and isinstance(seen[0], LegacyDirectMmu)
+    assert seen[0].arch.page_hash and all(sp.role.direct for sp in seen[0].arch.page_hash.values())
+    assert by_name.outcomes == W.run("legacy", wl).outcomes
 
 
 def _shadow_vm():
