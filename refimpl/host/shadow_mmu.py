@@ -506,6 +506,7 @@ class ShadowMmu:
                 raise ValueError("cpu: the PAE PDPTEs at CR3 cannot be loaded (#GP)")
             pdptrs = loaded
         kind = shadow_kind(self.fmt, root_level=root_role.level)
+        kind.shadow_zero_check = self._zero_check(cpu, root_role)
         vcpu = self.kvm.create_vcpu()
         mmu = Mmu(kind=kind, root_role=root_role, tlb=vcpu_tlb(vcpu))
         vcpu.cpu, vcpu.mmu = cpu, mmu
@@ -565,9 +566,14 @@ class ShadowMmu:
         vc.pdptrs = pdptrs
         vc.mmu.root_role = root_role
         vc.kind.root_level = root_role.level
-        vc.kind.shadow_zero_check = shadow_zero_check_for(self.fmt, root_role.level)
+        vc.kind.shadow_zero_check = self._zero_check(cpu, root_role)
         self._enter(vc)
         return None
+
+    def _zero_check(self, cpu: CpuState, root_role: PageRole):
+        """``reset_shadow_zero_bits_mask``: the root's level and EFER.NX, the guest's GBPAGES."""
+        return shadow_zero_check_for(self.fmt, root_role.level, nx=bool(root_role.efer_nx),
+                                     gbpages=cpu.gbpages)
 
     def load_root(self, vc: ShadowVcpu, cpu: CpuState, cpu_role: CpuRole, root_role: PageRole,
                   *, keep_root: bool = False) -> None:
@@ -630,7 +636,7 @@ class ShadowMmu:
         vc.mmu.root_role = root_role
         if not keep_root:
             vc.kind.root_level = root_role.level
-            vc.kind.shadow_zero_check = shadow_zero_check_for(self.fmt, root_role.level)
+            vc.kind.shadow_zero_check = self._zero_check(cpu, root_role)
         self._enter(vc)
 
     def write_cr3(self, vc: ShadowVcpu, cr3: int) -> Optional[Fault]:

@@ -83,9 +83,8 @@ from refimpl.host.mmu import HwResult, _hw_translate_tdp
 from refimpl.host.tlb import vcpu_tlb
 from refimpl.guest.nested import NestedFault, _check_eptp, ept_exit_to_l1, npf_exit_to_l1
 from refimpl.host.roles import ACC_ALL, CpuRole, PageRole, calc_shadow_ept_role
-from refimpl.guest.rsvd import reset_rsvds_bits_mask_ept
 from refimpl.host.shadow_mmu import GuestWalk, ShadowMmu, ShadowVcpu
-from refimpl.host.spte import SpteFormat, ept_format
+from refimpl.host.spte import SpteFormat, ept_format, ept_shadow_zero_check
 from refimpl.host.vm import Kvm, Vcpu
 from refimpl.guest.walker import ACCESS_FETCH, ACCESS_USER, ACCESS_WRITE, TranslateResult, WalkContext, \
     check_access, walk_addr_generic
@@ -239,8 +238,7 @@ class Tdp12Mmu(ShadowMmu):
 
     def _kind(self, level: int) -> MmuKind:
         # reset_ept_shadow_zero_bits_mask: EPT masks with L1's execute-only.
-        zero = reset_rsvds_bits_mask_ept(maxphyaddr=self.fmt.phys_bits,
-                                         execonly=self.execute_only)
+        zero = ept_shadow_zero_check(self.fmt, execonly=self.execute_only)
         return MmuKind(False, self.fmt, zero, level, ad_enabled=self.fmt.ad_bits)
 
     def add_vcpu(self, eptp: int, *,  # type: ignore[override]

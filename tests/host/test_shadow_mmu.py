@@ -16,6 +16,7 @@ Three groups:
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import struct
 
@@ -925,3 +926,18 @@ def test_shadow_access_paths_are_enum_values():
     assert r.path is AccessPath.FAULT and r.fault.error_code == 0x3
     r = mmu.access(vc, 0x80_0000, 0)                  # not mapped
     assert r.path == "fault" and r.fault.error_code == 0
+
+
+@pytest.mark.parametrize("gbpages", [True, False])
+def test_shadow_zero_check_takes_the_guest_gbpages(gbpages):
+    # reset_shadow_zero_bits_mask passes the guest's GBPAGES (guest_can_use /
+    # guest_cpu_cap_has) to __reset_rsvds_bits_mask, which reserves bit 7 of
+    # a 1 GiB PDPTE (rsvd_bits_mask[1][2]) only when that is false. The shadow
+    # MMU sets the check when a vCPU is created and again when its role changes.
+    kvm, mem, pt, mmu = new_vm()
+    cpu = dataclasses.replace(regs(PagingMode.LEVEL4, cr3=pt.cr3), gbpages=gbpages)
+    vc = mmu.add_vcpu(cpu)
+    want_bit7 = 0 if gbpages else 1 << 7
+    assert vc.kind.shadow_zero_check.rsvd_bits_mask[1][2] & (1 << 7) == want_bit7
+    mmu.set_cpu(vc, dataclasses.replace(cpu, cr0=cpu.cr0 & ~CR0_WP))
+    assert vc.kind.shadow_zero_check.rsvd_bits_mask[1][2] & (1 << 7) == want_bit7
