@@ -254,3 +254,29 @@ def test_a_broken_direct_mmu_cannot_pass_silently():
     # A factory that cannot be called as the driver calls it fails loudly.
     with pytest.raises(TypeError, match="boom"):
         W.run("legacy", W.generate(0, tdp=True), direct_mmu=unbuildable)
+
+
+def _same_outcomes_with_either_direct_mmu(n: int) -> int:
+    """Run the refactoring driver's first ``n`` workloads on step 0 with each
+    direct kind; return how many hardware accesses a TDP host made."""
+    hw = 0
+    for wl in W.workloads(n):
+        tdp = W.run("legacy", wl, direct_mmu="tdp_mmu")
+        legacy = W.run("legacy", wl, direct_mmu="legacy")
+        assert tdp.error is None and legacy.error is None
+        m = W.first_difference(wl, tdp.outcomes, legacy.outcomes)
+        assert m is None, m
+        if wl.host.tdp_enabled:
+            hw += sum(e.kind == "hw_access" for e in wl.events)
+    return hw
+
+
+def test_the_driver_sees_the_same_guest_with_either_direct_mmu():
+    # every outcome, dirty logs read by userspace included, is the same
+    # whether the TDP MMU or the legacy direct MMU serves the direct roots
+    assert _same_outcomes_with_either_direct_mmu(30) > 50
+
+
+@pytest.mark.slow
+def test_the_driver_sees_the_same_guest_with_either_direct_mmu_many():
+    assert _same_outcomes_with_either_direct_mmu(300) > 500
