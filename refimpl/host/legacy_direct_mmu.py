@@ -71,7 +71,7 @@ from typing import Iterable, Optional
 
 from refimpl.errors import check_bugs, check_instance, check_int
 from refimpl.guest.memory import GuestMemory
-from refimpl.host.kvm_mmu import MmuKind, MmuStats, RootInfo, tdp_kind
+from refimpl.host.kvm_mmu import MmuKind, MmuStats, RootInfo
 from refimpl.host.mmu_page import MmuPage
 from refimpl.host.outcomes import RetPf
 from refimpl.host.roles import ACC_ALL, PageRole
@@ -83,11 +83,10 @@ from refimpl.host.spte import (
     _present,
     _to_pfn,
     _writable,
-    ept_format,
     make_spte,
 )
-from refimpl.host.tdp_mmu import FaultResult, RecoveryStrategy, TdpMmu, _index, level_pages
-from refimpl.host.vm import HostMemory, Kvm, Memslot, Vcpu
+from refimpl.host.tdp_mmu import FaultResult, RecoveryStrategy, TdpMmu, _index, _measure_vm, level_pages
+from refimpl.host.vm import Kvm, Memslot
 
 __all__ = [
     "BUGS",
@@ -450,19 +449,6 @@ class LegacyDirectMmu:
             self.flush()  # kvm_flush_remote_tlbs_memslot
 
 
-def _measure_vm(npages: int, make_mmu, host_max_level: int):
-    npages = check_int("npages", npages)
-    if npages < 512 or npages % 512:
-        raise ValueError(f"npages must be a positive multiple of 512, got {npages}")
-    tables = npages // 512 + 64
-    host = HostMemory(2 * npages + tables + 1024, backed_frames=tables, maxphyaddr=46)
-    kvm = Kvm(host)
-    mmu = make_mmu(kvm, tdp_kind(ept_format(phys_bits=46)), host_max_level=host_max_level)
-    vcpu = kvm.create_vcpu()
-    kvm.add_memslot(0, 0, npages)
-    return kvm, mmu, vcpu
-
-
 def measure_fault_in(npages: int, make_mmu=TdpMmu, *, host_max_level: int = 2) -> MmuStats:
     """The work of faulting in a guest of ``npages`` 4 KiB pages, one access
     per 2 MiB page (so each is mapped huge), with either direct MMU.
@@ -482,7 +468,7 @@ def measure_fault_in(npages: int, make_mmu=TdpMmu, *, host_max_level: int = 2) -
     refimpl.host.kvm_mmu.MmuStats
         The counts from the first access to the last (root allocation included).
     """
-    kvm, mmu, vcpu = _measure_vm(npages, make_mmu, host_max_level)
+    kvm, mmu, (vcpu,) = _measure_vm(npages, make_mmu, host_max_level=host_max_level)
     before = mmu.stats.snapshot()
     for gfn in range(0, npages, 512):
         mmu.guest_access(vcpu, gfn << 12)
@@ -518,9 +504,9 @@ def measure_legacy_disable_dirty_logging(
         The counts from disabling dirty logging to the end of the second
         round of accesses (refaults included).
     """
-    kvm, mmu, vcpu = _measure_vm(
+    kvm, mmu, (vcpu,) = _measure_vm(
         npages, lambda k, kind, **kw: LegacyDirectMmu(k, kind, recovery=strategy, **kw),
-        host_max_level)
+        host_max_level=host_max_level)
     for gfn in range(0, npages, 512):
         mmu.guest_access(vcpu, gfn << 12)
     kvm.enable_dirty_logging(0)

@@ -925,6 +925,26 @@ class TdpMmu:
 _ = make_huge_spte
 
 
+def _measure_vm(npages: int, make_mmu, *, fmt: Optional[SpteFormat] = None,
+                nvcpus: int = 1, host_max_level: int = 2):
+    """The VM the measurements run on: one memslot of ``npages`` at GPA 0,
+    its MMU made by ``make_mmu(kvm, kind, host_max_level=...)``; returns
+    ``(kvm, mmu, vcpus)``."""
+    npages = check_int("npages", npages)
+    nvcpus = check_int("nvcpus", nvcpus)
+    host_max_level = check_int("host_max_level", host_max_level)
+    if npages < 512 or npages % 512:
+        raise ValueError(f"npages must be a positive multiple of 512, got {npages}")
+    tables = npages // 512 + 64
+    # Room for the slot to be placed above the page-table pages at any alignment.
+    host = HostMemory(2 * npages + tables + 1024, backed_frames=tables, maxphyaddr=46)
+    kvm = Kvm(host)
+    mmu = make_mmu(kvm, tdp_kind(fmt or ept_format(phys_bits=46)), host_max_level=host_max_level)
+    vcpus = [kvm.create_vcpu() for _ in range(nvcpus)]
+    kvm.add_memslot(0, 0, npages)
+    return kvm, mmu, vcpus
+
+
 def measure_disable_dirty_logging(npages: int, strategy: RecoveryStrategy, *,
                                   fmt: Optional[SpteFormat] = None,
                                   nvcpus: int = 1, host_max_level: int = 2):
@@ -956,19 +976,9 @@ def measure_disable_dirty_logging(npages: int, strategy: RecoveryStrategy, *,
         The counts from disabling dirty logging to the end of the second
         round of accesses (refaults included).
     """
-    npages = check_int("npages", npages)
-    nvcpus = check_int("nvcpus", nvcpus)
-    host_max_level = check_int("host_max_level", host_max_level)
-    if npages < 512 or npages % 512:
-        raise ValueError(f"npages must be a positive multiple of 512, got {npages}")
-    tables = npages // 512 + 64
-    # Room for the slot to be placed above the page-table pages at any alignment.
-    host = HostMemory(2 * npages + tables + 1024, backed_frames=tables, maxphyaddr=46)
-    kvm = Kvm(host)
-    mmu = TdpMmu(kvm, tdp_kind(fmt or ept_format(phys_bits=46)), eager_split=True,
-                 recovery=strategy, host_max_level=host_max_level)
-    vcpus = [kvm.create_vcpu() for _ in range(nvcpus)]
-    kvm.add_memslot(0, 0, npages)
+    kvm, mmu, vcpus = _measure_vm(
+        npages, lambda k, kind, **kw: TdpMmu(k, kind, eager_split=True, recovery=strategy, **kw),
+        fmt=fmt, nvcpus=nvcpus, host_max_level=host_max_level)
     for gfn in range(0, npages, 512):
         mmu.guest_access(vcpus[0], gfn << 12)
     kvm.enable_dirty_logging(0)
