@@ -561,14 +561,20 @@ class ShadowMmu:
             pdptrs = loaded
         # kvm_mmu_reset_context: unload every root, then re-initialise.
         self._free_roots(vc, current=True, previous=True)
-        vc.cpu = vc.vcpu.cpu = cpu
-        vc.cpu_role = cpu_role
-        vc.pdptrs = pdptrs
-        vc.mmu.root_role = root_role
-        vc.kind.root_level = root_role.level
-        vc.kind.shadow_zero_check = self._zero_check(cpu, root_role)
-        self._enter(vc)
+        self._reinit(vc, cpu, cpu_role, root_role, pdptrs)
         return None
+
+    def _reinit(self, vc: ShadowVcpu, cpu: CpuState, cpu_role: CpuRole, root_role: PageRole,
+                pdptrs: tuple[int, int, int, int], *, reset_kind: bool = True) -> None:
+        """``kvm_init_mmu`` then ``kvm_mmu_load``: take the new roles (and,
+        unless the current root is kept, the kind's level and zero check)."""
+        vc.cpu = vc.vcpu.cpu = cpu
+        vc.cpu_role, vc.pdptrs = cpu_role, pdptrs
+        vc.mmu.root_role = root_role
+        if reset_kind:
+            vc.kind.root_level = root_role.level
+            vc.kind.shadow_zero_check = self._zero_check(cpu, root_role)
+        self._enter(vc)
 
     def _zero_check(self, cpu: CpuState, root_role: PageRole):
         """``reset_shadow_zero_bits_mask``: the root's level and EFER.NX, the guest's GBPAGES."""
@@ -631,13 +637,7 @@ class ShadowMmu:
             pdptrs = loaded
         if not keep_root:
             self._free_roots(vc, current=True, previous=False)
-        vc.cpu = vc.vcpu.cpu = cpu
-        vc.cpu_role, vc.pdptrs = cpu_role, pdptrs
-        vc.mmu.root_role = root_role
-        if not keep_root:
-            vc.kind.root_level = root_role.level
-            vc.kind.shadow_zero_check = self._zero_check(cpu, root_role)
-        self._enter(vc)
+        self._reinit(vc, cpu, cpu_role, root_role, pdptrs, reset_kind=not keep_root)
 
     def write_cr3(self, vc: ShadowVcpu, cr3: int) -> Optional[Fault]:
         """MOV to CR3 (PCIDs off): fast switch via ``prev_roots``, then sync.

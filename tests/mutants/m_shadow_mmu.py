@@ -67,8 +67,8 @@ MUTANTS = (
     Mutant(P, "            if sp.unsync:\n                # Found but stale",
            "            if sp.unsync and sp.role.level > 1:\n                # Found but stale",
            "An unsync SP found in the hash is reused without syncing it."),
-    Mutant(P, "        self._free_roots(vc, current=True, previous=True)\n        vc.cpu = vc.vcpu.cpu = cpu",
-           "        self._free_roots(vc, current=True, previous=False)\n        vc.cpu = vc.vcpu.cpu = cpu",
+    Mutant(P, "        self._free_roots(vc, current=True, previous=True)\n        self._reinit(vc, cpu, cpu_role, root_role, pdptrs)",
+           "        self._free_roots(vc, current=True, previous=False)\n        self._reinit(vc, cpu, cpu_role, root_role, pdptrs)",
            "A control-register role change frees the current root but keeps prev_roots."),
 )
 
